@@ -1,0 +1,3 @@
+"""uvhost: a configuration-file-driven host for ASGI applications."""
+
+__version__ = "0.1.0"

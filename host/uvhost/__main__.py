@@ -1,0 +1,7 @@
+"""`python -m uvhost` runs the command line."""
+
+import sys
+
+from uvhost.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""`uvhost` command line: argument parsing and dispatch, nothing else.
+
+Exit codes shared by every command: 0 success, 1 the config (or the action)
+failed, 2 usage errors (argparse's own convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from uvhost import __version__
+from uvhost.commands.check import check, show_config, write_schema
+
+DEFAULT_CONFIG = "uvhost.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uvhost", description="Host ASGI apps from one validated TOML file."
+    )
+    parser.add_argument("--version", action="version", version=f"uvhost {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check_parser = commands.add_parser(
+        "check", help="validate a config and report every problem with its position"
+    )
+    _add_file(check_parser)
+    check_parser.add_argument(
+        "--import",
+        dest="import_apps",
+        action="store_true",
+        help="also import each app (in a subprocess) and check it is an ASGI callable",
+    )
+    check_parser.add_argument("--json", action="store_true", help="print a JSON report")
+
+    config_parser = commands.add_parser(
+        "config", help="print the resolved config: defaults filled, variables expanded"
+    )
+    _add_file(config_parser)
+
+    schema_parser = commands.add_parser(
+        "schema", help="write the JSON Schema of the config language (for editors)"
+    )
+    schema_parser.add_argument(
+        "-o",
+        "--output",
+        default="schemas/uvhost.schema.json",
+        help="where to write the schema; - for standard output (default: %(default)s)",
+    )
+    schema_parser.add_argument(
+        "--markdown", metavar="FILE", help="also write the Markdown reference of every key"
+    )
+    return parser
+
+
+def _add_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file",
+        nargs="?",
+        default=DEFAULT_CONFIG,
+        type=Path,
+        help="the config file (default: ./%(default)s)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check(args.file, import_apps=args.import_apps, as_json=args.json, out=sys.stdout)
+    if args.command == "config":
+        return show_config(args.file, out=sys.stdout, err=sys.stderr)
+    if args.command == "schema":
+        return write_schema(args.output, args.markdown, out=sys.stdout)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse restricts choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

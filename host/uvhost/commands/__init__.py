@@ -1,0 +1,1 @@
+"""The command implementations behind `uvhost`; `cli.py` only parses arguments."""

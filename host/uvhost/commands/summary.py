@@ -1,0 +1,49 @@
+"""The summary `uvhost check` prints for a valid config: listeners → routes → apps, and groups.
+
+A pure function from a plan to a rich renderable, so it is tested on a
+capture console with a fixed width and no colour.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from uvhost.config.plan import Plan
+
+
+def render_summary(plan: Plan) -> RenderableType:
+    return Group(_listener_tree(plan), Text(""), _group_table(plan))
+
+
+def _listener_tree(plan: Plan) -> Tree:
+    tree = Tree(Text("Listeners", style="bold"))
+    for name, listener in plan.config.listeners.items():
+        scheme = "https" if listener.tls is not None else "http"
+        label = Text.assemble((name, "bold cyan"), "  ", str(listener.bind), f"  ({scheme})")
+        branch = tree.add(label)
+        table = plan.route_tables[name]
+        width = max((len(mount.prefix or "/") for mount in table.mounts), default=1)
+        for mount in sorted(table.mounts, key=lambda m: m.prefix):
+            prefix = (mount.prefix or "/").ljust(width)
+            style = "magenta" if mount.is_builtin else "green"
+            branch.add(Text.assemble(prefix, " → ", (mount.target, style)))
+    return tree
+
+
+def _group_table(plan: Plan) -> Table:
+    table = Table(title="Worker groups", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("group")
+    table.add_column("workers", justify="right")
+    table.add_column("listeners")
+    table.add_column("apps")
+    for group in plan.groups:
+        table.add_row(
+            group.name,
+            str(group.workers),
+            ", ".join(group.listeners),
+            ", ".join(group.apps) or "(built-ins only)",
+        )
+    return table

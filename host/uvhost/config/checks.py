@@ -1,0 +1,346 @@
+"""Rules that relate several fields, each reported at the key or value to fix.
+
+Invariants:
+- Runs only on a validated `HostConfig` (possibly pruned of sections that
+  failed validation); names in `unvalidated_apps` exist in the file but
+  failed validation, so a route to one is not also called "missing".
+- Reads files (TLS material, env files, folders) but opens no socket and
+  imports no app.
+- Every rule reports all its findings; none stops at the first.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from uvhost.config.errors import Problem, did_you_mean
+from uvhost.config.model import BUILTIN_TARGETS, HostConfig, Listener, TlsSettings
+from uvhost.config.plan import components, normalise_prefix, requested_workers
+from uvhost.config.types import FdBind, TcpBind, UnixBind
+
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating NUL
+
+
+def check_config(
+    config: HostConfig,
+    unvalidated_apps: frozenset[str] = frozenset(),
+    unvalidated_listeners: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Problem]:
+    """All cross-field problems; `unvalidated_listeners` (raw tables) get their routes checked."""
+    problems: list[Problem] = []
+    known_apps = frozenset(config.apps) | unvalidated_apps
+    for name, listener in config.listeners.items():
+        problems.extend(check_routing(name, listener.app, listener.routes, known_apps))
+        problems.extend(_check_socket_options(name, listener))
+        if listener.tls is not None:
+            problems.extend(_check_tls(("listeners", name, "tls"), listener.tls))
+    for name, raw in (unvalidated_listeners or {}).items():
+        app, routes = raw.get("app"), raw.get("routes")
+        if isinstance(app, str | None) and (routes is None or _is_str_map(routes)):
+            problems.extend(check_routing(name, app, routes, known_apps))
+    problems.extend(_check_bind_clashes(config))
+    problems.extend(_check_worker_agreement(config))
+    problems.extend(_check_unrouted_apps(config))
+    problems.extend(_check_app_files(config))
+    problems.extend(_check_host_files(config))
+    return problems
+
+
+def _is_str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def check_routing(
+    name: str, app: str | None, routes: Mapping[str, str] | None, known_apps: frozenset[str]
+) -> Iterator[Problem]:
+    """What a listener serves: exactly one of app/routes, known targets, sound prefixes."""
+    here = ("listeners", name)
+    if app is not None and routes is not None:
+        yield Problem(
+            f'listener "{name}" has both app and routes',
+            "use app to give the whole port to one app, or routes to mount apps by path, not both",
+            (*here, "routes"),
+            at="key",
+        )
+    elif app is None and not routes:
+        yield Problem(
+            f'listener "{name}" serves nothing',
+            'add app = "NAME" for the whole port, or routes = { "/" = "NAME" }',
+            here,
+            at="key",
+        )
+    if app is not None and app not in known_apps:
+        yield _missing_app(app, (*here, "app"), known_apps)
+    for prefix, target in (routes or {}).items():
+        if target not in known_apps and target not in BUILTIN_TARGETS:
+            yield _missing_app(target, (*here, "routes", prefix), known_apps)
+    yield from _check_prefixes(name, routes or {})
+
+
+def _missing_app(app: str, path: tuple[str, ...], known_apps: frozenset[str]) -> Problem:
+    hint = did_you_mean(app, known_apps) or f"add an [apps.{app}] table"
+    return Problem(f'app "{app}" is not defined', hint, path)
+
+
+def _check_prefixes(name: str, routes: Mapping[str, str]) -> Iterator[Problem]:
+    seen: dict[str, str] = {}
+    for prefix in routes:
+        path = ("listeners", name, "routes", prefix)
+        reason = _malformed_prefix(prefix)
+        if reason:
+            yield Problem(
+                f'route prefix "{prefix}" {reason}',
+                'write a path such as "/" or "/api": a leading slash, segments separated by '
+                "single slashes",
+                path,
+                at="key",
+            )
+            continue
+        normal = normalise_prefix(prefix)
+        if normal in seen:
+            yield Problem(
+                f'route prefix "{prefix}" is the same as "{seen[normal]}"',
+                "prefixes are compared without a trailing slash and after %-decoding; keep one",
+                path,
+                at="key",
+            )
+        seen.setdefault(normal, prefix)
+
+
+def _malformed_prefix(prefix: str) -> str:
+    if not prefix.startswith("/"):
+        return "does not start with /"
+    if any(ch in prefix for ch in "?#"):
+        return "contains a query or fragment"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in prefix):
+        return "contains whitespace or control characters"
+    if "//" in prefix.rstrip("/") or prefix.startswith("//"):
+        return "contains an empty segment (//)"
+    segments = prefix.strip("/").split("/")
+    if any(segment in (".", "..") for segment in segments):
+        return "contains a . or .. segment"
+    return ""
+
+
+def _check_socket_options(name: str, listener: Listener) -> Iterator[Problem]:
+    bind = listener.bind
+    if listener.unix_mode is not None and not isinstance(bind, UnixBind):
+        yield Problem(
+            f'unix_mode is set, but listener "{name}" binds {bind}, not a Unix socket',
+            "remove unix_mode, or bind to unix:PATH",
+            ("listeners", name, "unix_mode"),
+            at="key",
+        )
+    if isinstance(bind, UnixBind):
+        length = len(os.fsencode(bind.path))
+        if length > UNIX_PATH_MAX:
+            yield Problem(
+                f"the socket path is {length} bytes long; Unix sockets allow {UNIX_PATH_MAX}",
+                "use a shorter path",
+                ("listeners", name, "bind"),
+            )
+        if not bind.path.parent.is_dir():
+            yield Problem(
+                f"the folder {bind.path.parent} does not exist",
+                "create it before starting uvhost, or bind elsewhere",
+                ("listeners", name, "bind"),
+            )
+
+
+def _bind_key(bind: TcpBind | UnixBind | FdBind) -> tuple[str, ...] | None:
+    if isinstance(bind, TcpBind):
+        return None if bind.port == 0 else ("tcp", str(bind.port))
+    if isinstance(bind, UnixBind):
+        return ("unix", os.path.normpath(bind.path))
+    return ("fd", str(bind.fd))
+
+
+def _check_bind_clashes(config: HostConfig) -> Iterator[Problem]:
+    """Same Unix path or fd, or the same TCP port on the same or a wildcard host."""
+    taken: list[tuple[str, TcpBind | UnixBind | FdBind]] = []
+    for name, listener in config.listeners.items():
+        bind = listener.bind
+        key = _bind_key(bind)
+        for other_name, other in taken:
+            if key is None or key != _bind_key(other):
+                continue
+            if (
+                isinstance(bind, TcpBind)
+                and isinstance(other, TcpBind)
+                and not (bind.host == other.host or bind.is_wildcard() or other.is_wildcard())
+            ):
+                continue
+            yield Problem(
+                f'listener "{name}" binds {bind}, which clashes with listener "{other_name}" '
+                f"({other})",
+                "two listeners cannot share an address; change the port or merge their routes",
+                ("listeners", name, "bind"),
+            )
+            break
+        taken.append((name, bind))
+
+
+def _check_worker_agreement(config: HostConfig) -> Iterator[Problem]:
+    for listeners, apps in components(config):
+        if len(apps) < 2:
+            continue
+        first = apps[0]
+        wanted = requested_workers(config, first)
+        for app in apps[1:]:
+            other = requested_workers(config, app)
+            if other == wanted:
+                continue
+            explicit = config.apps[app].workers is not None
+            yield Problem(
+                f'apps "{first}" ({wanted} workers) and "{app}" ({other} workers) share '
+                f"listener{'s' if len(listeners) > 1 else ''} {', '.join(listeners)} but want "
+                "different worker counts",
+                "apps on one listener run in the same processes; give them the same workers",
+                ("apps", app, "workers") if explicit else ("apps", app),
+                at="value" if explicit else "key",
+            )
+
+
+def _check_unrouted_apps(config: HostConfig) -> Iterator[Problem]:
+    served = {app for _, apps in components(config) for app in apps}
+    for app in config.apps:
+        if app not in served:
+            yield Problem(
+                f'app "{app}" is not served by any listener',
+                "mount it with a listener's app or routes, or remove it",
+                ("apps", app),
+                at="key",
+                severity="warning",
+            )
+
+
+def _check_app_files(config: HostConfig) -> Iterator[Problem]:
+    for name, app in config.apps.items():
+        if app.app_dir is not None and not app.app_dir.is_dir():
+            yield Problem(
+                f"app_dir {app.app_dir} is not a folder",
+                "fix the path (relative paths start at the config's folder)",
+                ("apps", name, "app_dir"),
+            )
+        for index, env_file in enumerate(app.env_files):
+            yield from _readable(env_file, ("apps", name, "env_files", index), "env file")
+
+
+def _check_host_files(config: HostConfig) -> Iterator[Problem]:
+    host = config.host
+    for key, path in (("pid_file", host.pid_file), ("file", config.logging.file)):
+        if path is not None and not path.parent.is_dir():
+            section = "logging" if key == "file" else "host"
+            yield Problem(
+                f"the folder {path.parent} does not exist",
+                "create it, or choose a path in an existing folder",
+                (section, key),
+            )
+    socket = host.control_socket
+    if isinstance(socket, Path) and len(os.fsencode(socket)) > UNIX_PATH_MAX:
+        yield Problem(
+            f"the control socket path is longer than {UNIX_PATH_MAX} bytes",
+            'use a shorter path, or "auto"',
+            ("host", "control_socket"),
+        )
+    if host.max_requests_jitter and not host.max_requests:
+        yield Problem(
+            "max_requests_jitter has no effect while max_requests is 0",
+            "set max_requests too, or remove max_requests_jitter",
+            ("host", "max_requests_jitter"),
+            at="key",
+            severity="warning",
+        )
+
+
+def _readable(path: Path, key_path: tuple[str | int, ...], what: str) -> Iterator[Problem]:
+    if not path.exists():
+        yield Problem(f"{what} {path} does not exist", "fix the path, or create the file", key_path)
+    elif not path.is_file():
+        yield Problem(f"{what} {path} is not a file", "point at a file", key_path)
+    elif not os.access(path, os.R_OK):
+        yield Problem(
+            f"{what} {path} is not readable", "give the user running uvhost read access", key_path
+        )
+
+
+def _check_tls(here: tuple[str, ...], tls: TlsSettings) -> Iterator[Problem]:
+    files = [
+        ("certificate", tls.certificate, "certificate file"),
+        ("private_key", tls.private_key, "private key file"),
+        ("client_ca", tls.client_ca, "client CA file"),
+    ]
+    unreadable = False
+    for key, path, what in files:
+        if path is not None:
+            found = list(_readable(path, (*here, key), what))
+            unreadable = unreadable or bool(found)
+            yield from found
+    if tls.client_auth != "none" and tls.client_ca is None:
+        yield Problem(
+            f'client_auth = "{tls.client_auth}" needs client_ca',
+            "set client_ca to the CA bundle that signs your client certificates",
+            (*here, "client_auth"),
+        )
+    if unreadable:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    password = tls.password.get_secret_value() if tls.password else None
+    try:
+        context.load_cert_chain(tls.certificate, tls.private_key, password)
+    except ssl.SSLError as error:
+        yield _tls_key_problem(here, tls, error)
+    except OSError as error:
+        yield Problem(
+            f"cannot load the certificate: {error.strerror or error}", "", (*here, "certificate")
+        )
+    if tls.client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=tls.client_ca)
+        except (ssl.SSLError, OSError):
+            yield Problem(
+                f"{tls.client_ca} holds no PEM certificate",
+                "client_ca must be a PEM bundle of CA certificates",
+                (*here, "client_ca"),
+            )
+    if tls.ciphers is not None:
+        try:
+            context.set_ciphers(tls.ciphers)
+        except ssl.SSLError:
+            yield Problem(
+                f'no cipher matches "{tls.ciphers}"',
+                'write an OpenSSL cipher list such as "ECDHE+AESGCM"',
+                (*here, "ciphers"),
+            )
+
+
+def _tls_key_problem(here: tuple[str, ...], tls: TlsSettings, error: ssl.SSLError) -> Problem:
+    reason = (error.reason or str(error)).upper()
+    key_at = (*here, "private_key") if tls.private_key is not None else (*here, "certificate")
+    if "KEY_VALUES_MISMATCH" in reason:
+        return Problem(
+            "the private key does not match the certificate",
+            "pair the certificate with the key it was issued for",
+            key_at,
+        )
+    if "BAD_DECRYPT" in reason or "BAD PASSWORD" in reason or "DECRYPT" in reason:
+        return Problem(
+            "the private key cannot be decrypted",
+            "set tls.password to the key's password (or fix it)",
+            (*here, "password") if tls.password else key_at,
+        )
+    if tls.private_key is None and ("NO_START_LINE" in reason or "PEM" in reason):
+        return Problem(
+            "the certificate file holds no private key",
+            "set private_key, or append the key to the certificate file",
+            (*here, "certificate"),
+        )
+    return Problem(
+        "the certificate or private key is not valid PEM",
+        "both files must be PEM: -----BEGIN CERTIFICATE----- / -----BEGIN PRIVATE KEY-----",
+        (*here, "certificate"),
+    )

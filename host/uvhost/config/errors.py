@@ -1,0 +1,243 @@
+"""Problems found in a config, placed at their line and column, and shown to people.
+
+Invariants:
+- Every step of loading (syntax, interpolation, validation, cross-checks)
+  reports `Problem`s: a key path into the document, whether the key or the
+  value is at fault, a one-line message and a one-line hint. Only `place()`
+  turns a path into a file position, so every step points the same way.
+- No step stops at its first problem: `uvhost check` shows them all.
+- Messages never contain a Python traceback or a pydantic error code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from uvhost.config.source import KeyPath, SourceDocument, Span
+from uvhost.config.types import ConfigValueError, show_value
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong at `path`; `at` says whether the key or its value is to blame."""
+
+    message: str
+    hint: str = ""
+    path: KeyPath = ()
+    at: Literal["key", "value"] = "value"
+    severity: Severity = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """A problem placed in a file: what `uvhost check` prints."""
+
+    severity: Severity
+    message: str
+    hint: str
+    file: Path
+    span: Span | None
+    source_line: str
+
+    def as_json(self, shown_path: str) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "file": shown_path,
+            "line": self.span.line if self.span else None,
+            "column": self.span.column if self.span else None,
+            "end_column": self.span.end_column if self.span else None,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+def place(problem: Problem, document: SourceDocument) -> Diagnostic:
+    if problem.at == "key":
+        span = document.locate_key(problem.path)
+    else:
+        span = document.locate_value(problem.path)
+    return Diagnostic(
+        severity=problem.severity,
+        message=problem.message,
+        hint=problem.hint,
+        file=document.path,
+        span=span,
+        source_line=document.line_text(span.line),
+    )
+
+
+def render(diagnostic: Diagnostic, shown_path: str) -> str:
+    """`file:line:col: error: message`, the source line, a marker and the hint."""
+    span = diagnostic.span
+    hint = f"  = hint: {diagnostic.hint}" if diagnostic.hint else ""
+    if span is None:
+        head = f"{shown_path}: {diagnostic.severity}: {diagnostic.message}"
+        return f"{head}\n{hint}" if hint else head
+    head = f"{shown_path}:{span.line}:{span.column}: {diagnostic.severity}: {diagnostic.message}"
+    number = str(span.line)
+    gutter = " " * len(number)
+    line = diagnostic.source_line.expandtabs(1).rstrip()
+    width = max(1, min(span.end_column, len(line) + 1) - span.column)
+    lines = [
+        head,
+        f" {number} | {line}",
+        f" {gutter} | {' ' * (span.column - 1)}{'^' * width}",
+    ]
+    if diagnostic.hint:
+        lines.append(f" {gutter} = hint: {diagnostic.hint}")
+    return "\n".join(lines)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A hint naming the closest choice, or listing the valid ones when none is close."""
+    options = sorted(choices)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f'did you mean "{close[0]}"?'
+    if not options:
+        return ""
+    shown = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "")
+    return f"expected one of: {shown}"
+
+
+# ------------------------------------------------- pydantic → Problem
+
+
+def problems_from_validation(error: ValidationError, root: type[BaseModel]) -> list[Problem]:
+    return [_translate(details, root) for details in error.errors(include_url=False)]
+
+
+def _translate(details: ErrorDetails, root: type[BaseModel]) -> Problem:
+    loc = tuple(details["loc"])
+    kind = details["type"]
+    ctx = details.get("ctx") or {}
+    if loc and loc[-1] == "[key]":
+        return _from_value_error(ctx, loc[:-1], at="key", fallback=details["msg"])
+    path: KeyPath = tuple(part for part in loc if isinstance(part, str | int))
+    where = _section_name(path[:-1])
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        allowed = _fields_at(root, path[:-1])
+        return Problem(
+            f'unknown key "{key}" in {where}', did_you_mean(key, allowed), path, at="key"
+        )
+    if kind == "missing":
+        key = str(path[-1])
+        return Problem(
+            f'{where} is missing the required key "{key}"',
+            f"add {key} = ... to {where}",
+            path[:-1],
+            at="key",
+        )
+    if kind == "value_error":
+        return _from_value_error(ctx, path, at="value", fallback=details["msg"])
+    return Problem(_type_message(kind, ctx, details), _type_hint(kind, ctx), path, at="value")
+
+
+def _from_value_error(
+    ctx: dict[str, Any], path: KeyPath, *, at: Literal["key", "value"], fallback: str
+) -> Problem:
+    error = ctx.get("error")
+    if isinstance(error, ConfigValueError):
+        return Problem(error.message, error.hint, path, at=at)
+    return Problem(str(error) if error else fallback, "", path, at=at)
+
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "bool": "true or false",
+    "string": "a string",
+    "dict": "a table",
+    "model": "a table",
+    "list": "an array",
+    "tuple": "an array",
+    "float": "a number",
+}
+
+
+def _type_message(kind: str, ctx: dict[str, Any], details: ErrorDetails) -> str:
+    got = show_value(details.get("input"))
+    if kind == "literal_error":
+        return f"{got} is not allowed here"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        return f"{got} is out of range"
+    if kind in ("too_short", "too_long"):
+        return "this needs at least one entry" if kind == "too_short" else "too many entries"
+    for prefix, name in _TYPE_NAMES.items():
+        if kind.startswith(prefix + "_") or kind == prefix + "_type":
+            return f"expected {name}, got {got}"
+    return details["msg"]
+
+
+def _type_hint(kind: str, ctx: dict[str, Any]) -> str:
+    if kind == "literal_error":
+        return f"expected one of: {ctx.get('expected', '')}".replace("'", '"')
+    if kind == "greater_than_equal":
+        return f"the smallest allowed value is {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"the value must be above {ctx.get('gt')}"
+    if kind == "less_than_equal":
+        return f"the largest allowed value is {ctx.get('le')}"
+    if kind == "too_short":
+        return "add an entry"
+    return ""
+
+
+def _section_name(path: KeyPath) -> str:
+    if not path:
+        return "the top level"
+    return "[" + ".".join(_key_text(part) for part in path) + "]"
+
+
+def _key_text(part: str | int) -> str:
+    if isinstance(part, int):
+        return str(part)
+    if part.replace("-", "").replace("_", "").isalnum() and part.isascii():
+        return part
+    return '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _fields_at(root: type[BaseModel], path: Sequence[str | int]) -> list[str]:
+    """The field names allowed at `path`; named tables are walked through their value type."""
+    model: Any = root
+    for part in path:
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = _model_of(model.model_fields[str(part)].annotation)
+        elif isinstance(model, dict):
+            model = model["values"]
+        else:
+            return []
+        if model is None:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _model_of(annotation: Any) -> Any:
+    """The BaseModel behind `X`, `X | None` or `dict[str, X]` (the latter as a marker dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args: tuple[Any, ...] = getattr(annotation, "__args__", ())
+    origin = getattr(annotation, "__origin__", None)
+    if origin is dict and len(args) == 2:
+        inner = _model_of(args[1])
+        return {"values": inner} if inner is not None else None
+    for arg in args:
+        inner = _model_of(arg)
+        if inner is not None:
+            return inner
+    return None
+
+
+def count(diagnostics: Iterable[Diagnostic], severity: Severity) -> int:
+    return sum(1 for d in diagnostics if d.severity == severity)

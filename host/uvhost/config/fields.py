@@ -1,0 +1,233 @@
+"""Field types that need the config file's folder or carry HTTP rules.
+
+Invariants:
+- Relative paths are resolved against the folder of the config file, passed
+  as the validation context `{"base_dir": Path}`; without a context they are
+  resolved against the current directory. A resolved path is absolute, so a
+  printed config (`uvhost config`) means the same wherever it is saved.
+- Header names and values, root paths and env names are checked here so no
+  later layer has to guard against CR/LF or NUL smuggled in from the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
+
+from uvhost.config.types import (
+    BIND_SCHEMA,
+    BindAddress,
+    ConfigValueError,
+    UnixBind,
+    parse_bind,
+    show_value,
+)
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context if isinstance(info.context, dict) else {}
+    base = context.get("base_dir")
+    return Path(base) if base is not None else Path.cwd()
+
+
+def resolve_path(value: object, info: ValidationInfo) -> Path:
+    if isinstance(value, Path):
+        text = str(value)
+    elif isinstance(value, str) and value.strip() and "\0" not in value:
+        text = value
+    else:
+        raise ConfigValueError(
+            f"expected a file path, got {show_value(value)}",
+            "write a path, absolute or relative to the config file's folder",
+        )
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else _base_dir(info) / path
+
+
+ConfigPath = Annotated[
+    Path,
+    PlainValidator(resolve_path),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "minLength": 1}),
+]
+
+
+def resolve_bind(value: object, info: ValidationInfo) -> BindAddress:
+    bind = parse_bind(value)
+    if isinstance(bind, UnixBind) and not bind.path.is_absolute():
+        return UnixBind(_base_dir(info) / bind.path)
+    return bind
+
+
+Bind = Annotated[
+    BindAddress,
+    PlainValidator(resolve_bind),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(BIND_SCHEMA),
+]
+
+
+# ------------------------------------------------------------------ workers
+
+
+def parse_workers(value: object) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024:
+        return value
+    raise ConfigValueError(
+        f"{show_value(value)} is not a worker count",
+        'write a whole number from 1 to 1024, or "auto" for one per CPU core',
+    )
+
+
+Workers = Annotated[
+    int | Literal["auto"],
+    PlainValidator(parse_workers),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 1024},
+                {"const": "auto"},
+            ]
+        }
+    ),
+]
+
+
+# -------------------------------------------------------------- root paths
+
+
+def parse_root_path(value: object) -> str:
+    """A URL path prefix such as "/myapp": leading slash, no trailing slash."""
+    if value == "":
+        return ""
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or value.endswith("/")
+        or any(ch in value for ch in "?#\r\n\0 \t")
+    ):
+        raise ConfigValueError(
+            f"{show_value(value)} is not a root path",
+            'write a path prefix such as "/myapp" (leading slash, no trailing slash), or ""',
+        )
+    return value
+
+
+RootPath = Annotated[
+    str,
+    PlainValidator(parse_root_path),
+    WithJsonSchema({"type": "string", "pattern": r"^(/[^?#\s]*[^/?#\s])?$"}),
+]
+
+
+# ------------------------------------------------------------- HTTP headers
+
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\0]")
+
+
+def parse_header_name(value: object) -> str:
+    if not isinstance(value, str) or not _TOKEN_RE.match(value):
+        raise ConfigValueError(
+            f"{show_value(value)} is not a valid HTTP header name",
+            "header names are letters, digits and !#$%&'*+-.^_`|~, with no spaces or colons",
+        )
+    return value
+
+
+def parse_header_value(value: object) -> str:
+    if not isinstance(value, str) or _FORBIDDEN_VALUE_CHARS.search(value):
+        raise ConfigValueError(
+            "header values must be strings without CR, LF or NUL",
+            "these characters would let a value inject extra headers; remove them",
+        )
+    return value
+
+
+HeaderName = Annotated[
+    str,
+    PlainValidator(parse_header_name),
+    WithJsonSchema({"type": "string", "pattern": _TOKEN_RE.pattern}),
+]
+HeaderValue = Annotated[
+    str,
+    PlainValidator(parse_header_value),
+    WithJsonSchema({"type": "string", "pattern": r"^[^\r\n\u0000]*$"}),
+]
+
+
+# ------------------------------------------------------- environment names
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_env_name(value: object) -> str:
+    if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
+        raise ConfigValueError(
+            f"{show_value(value)} is not an environment variable name",
+            "use letters, digits and '_', not starting with a digit",
+        )
+    return value
+
+
+EnvName = Annotated[
+    str,
+    PlainValidator(parse_env_name),
+    WithJsonSchema({"type": "string", "pattern": _ENV_NAME_RE.pattern}),
+]
+
+
+def parse_env_value(value: object) -> str:
+    """Env values are strings; TOML numbers and booleans are accepted and spelt as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str) and "\0" not in value:
+        return value
+    raise ConfigValueError(
+        f"expected a string, got {show_value(value)}", 'quote the value: KEY = "value"'
+    )
+
+
+EnvValue = Annotated[
+    str, PlainValidator(parse_env_value), WithJsonSchema({"type": ["string", "number", "boolean"]})
+]
+
+
+# --------------------------------------------------------- trusted proxies
+
+
+def parse_network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if isinstance(value, str):
+        try:
+            return ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            pass
+    raise ConfigValueError(
+        f"{show_value(value)} is not an IP address or network",
+        'write an address such as "10.0.0.1" or a network such as "10.0.0.0/8"',
+    )
+
+
+def format_network(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    single = network.prefixlen == network.max_prefixlen
+    return str(network.network_address) if single else str(network)
+
+
+IPNetwork = Annotated[
+    ipaddress.IPv4Network | ipaddress.IPv6Network,
+    PlainValidator(parse_network),
+    PlainSerializer(format_network, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["127.0.0.1", "10.0.0.0/8", "::1"]}),
+]

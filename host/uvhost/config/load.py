@@ -1,0 +1,223 @@
+"""Read → interpolate → validate → cross-check: a config file to a model or a list of problems.
+
+Invariants:
+- Each step is data in, data out plus problems; problems are placed in the
+  file only at the end, by `errors.place`, and sorted by position.
+- One pass reports everything: when validation fails, the sections that did
+  validate are cross-checked anyway (the failing listeners and apps are
+  pruned), so a type error does not hide a route to a missing app.
+- A value already reported by interpolation (an unset `${VAR}`) is not
+  reported again by validation for the empty text it became.
+- The process environment is read, never written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from pydantic import ValidationError
+
+from uvhost.config.checks import check_config
+from uvhost.config.errors import Diagnostic, place, problems_from_validation
+from uvhost.config.interpolate import interpolate, read_env_files
+from uvhost.config.model import HostConfig, validate_config
+from uvhost.config.plan import Plan, build_plan
+from uvhost.config.source import KeyPath, SourceDocument, TomlSyntaxError, read_source
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The outcome of loading one file: a config when there is no error, and every diagnostic."""
+
+    path: Path
+    config: HostConfig | None
+    diagnostics: tuple[Diagnostic, ...]
+    document: SourceDocument | None = None
+    watched_files: tuple[Path, ...] = ()
+    app_environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity == "error")
+
+    def plan(self, cpu_count: int | None = None) -> Plan:
+        """The plan of a valid config; `cpu_count` defaults to this machine's."""
+        if self.config is None:
+            raise ValueError(f"{self.path} has errors; there is nothing to plan")
+        return build_plan(
+            self.config,
+            base_dir=self.path.parent.resolve(),
+            cpu_count=cpu_count or os.cpu_count() or 1,
+            app_environments=self.app_environments,
+        )
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> LoadResult:
+    environ = os.environ if environ is None else environ
+    try:
+        document = read_source(path)
+    except TomlSyntaxError as error:
+        return LoadResult(path, None, (_syntax_diagnostic(path, error),))
+    except (OSError, UnicodeDecodeError) as error:
+        return LoadResult(path, None, (_unreadable(path, error),))
+    return load_document(document, environ)
+
+
+def load_document(document: SourceDocument, environ: Mapping[str, str]) -> LoadResult:
+    base_dir = document.path.parent.resolve()
+    env_paths = _host_env_files(document.data, base_dir, environ)
+    file_variables, problems = read_env_files(env_paths)
+    interpolated = interpolate(document.data, {**file_variables, **environ})
+    problems.extend(interpolated.problems)
+    already = {problem.path for problem in problems}
+
+    config: HostConfig | None = None
+    try:
+        config = validate_config(interpolated.data, base_dir)
+    except ValidationError as error:
+        found = problems_from_validation(error, HostConfig)
+        problems.extend(p for p in found if p.path not in already)
+        checked, unvalidated_apps, unvalidated_listeners = _validate_pruned(
+            interpolated.data, base_dir, error
+        )
+        if checked is not None:
+            problems.extend(check_config(checked, unvalidated_apps, unvalidated_listeners))
+    else:
+        problems.extend(check_config(config))
+
+    failed = any(problem.severity == "error" for problem in problems)
+    diagnostics = sorted(
+        (place(problem, document) for problem in problems),
+        key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0),
+    )
+    watched = [document.path.resolve(), *(p for _, p in env_paths)]
+    environments: dict[str, dict[str, str]] = {}
+    if config is not None:
+        watched.extend(_files_of(config))
+        environments = _app_environments(config)
+    return LoadResult(
+        document.path,
+        None if failed else config,
+        tuple(diagnostics),
+        document,
+        tuple(dict.fromkeys(watched)),
+        environments,
+    )
+
+
+def _host_env_files(
+    data: Mapping[str, Any], base_dir: Path, environ: Mapping[str, str]
+) -> list[tuple[KeyPath, Path]]:
+    """host.env_files, read before validation because interpolation needs their variables."""
+    host = data.get("host")
+    entries = host.get("env_files") if isinstance(host, dict) else None
+    if not isinstance(entries, list):
+        return []
+    expanded = interpolate({"files": entries}, environ).data["files"]
+    return [
+        (("host", "env_files", index), base_dir / Path(entry).expanduser())
+        for index, entry in enumerate(expanded)
+        if isinstance(entry, str) and entry
+    ]
+
+
+Pruned = tuple[HostConfig | None, frozenset[str], dict[str, dict[str, Any]]]
+
+
+def _validate_pruned(data: dict[str, Any], base_dir: Path, error: ValidationError) -> Pruned:
+    """Drop every section, listener and app that failed, and validate what is left.
+
+    Returns the pruned config, the names of the apps dropped, and the raw
+    tables of the listeners dropped (whose routes can still be checked).
+    """
+    pruned: dict[str, Any] = {
+        key: dict(value) if key in ("listeners", "apps") and isinstance(value, dict) else value
+        for key, value in data.items()
+    }
+    apps: set[str] = set()
+    listeners: dict[str, dict[str, Any]] = {}
+    for details in error.errors(include_url=False):
+        loc = details["loc"]
+        head = loc[0] if loc else None
+        if head in ("listeners", "apps") and len(loc) >= 2 and isinstance(pruned.get(head), dict):
+            raw = pruned[head].pop(loc[1], None)
+            if head == "apps":
+                apps.add(str(loc[1]))
+            elif isinstance(raw, dict):
+                listeners[str(loc[1])] = raw
+        elif head in ("host", "logging") or (head is not None and len(loc) == 1):
+            pruned.pop(str(head), None)
+        else:
+            return None, frozenset(), {}
+    try:
+        return validate_config(pruned, base_dir), frozenset(apps), listeners
+    except ValidationError:
+        return None, frozenset(), {}
+
+
+def _files_of(config: HostConfig) -> list[Path]:
+    """Files whose change should trigger a reload: env files and TLS material."""
+    files: list[Path] = []
+    for app in config.apps.values():
+        files.extend(app.env_files)
+    for listener in config.listeners.values():
+        tls = listener.tls
+        if tls is not None:
+            files.extend(p for p in (tls.certificate, tls.private_key, tls.client_ca) if p)
+    return files
+
+
+def _app_environments(config: HostConfig) -> dict[str, dict[str, str]]:
+    environments: dict[str, dict[str, str]] = {}
+    for name, app in config.apps.items():
+        merged: dict[str, str] = {}
+        for env_file in app.env_files:
+            if env_file.is_file():
+                values = dotenv_values(env_file, interpolate=False, encoding="utf-8")
+                merged.update({k: v for k, v in values.items() if v is not None})
+        merged.update(app.env)
+        environments[name] = merged
+    return environments
+
+
+_SYNTAX_HINTS = {
+    "invalid value": 'strings need quotes: key = "value"',
+    "expected '=' after a key": 'write key = value; quote keys with spaces or dots: "a b" = 1',
+    "cannot overwrite a value": "each key may be set once per table",
+    "cannot declare": "each table header may appear once",
+    "unclosed array": "close the array with ]",
+    "unclosed inline table": "close the inline table with }",
+    "unterminated string": "close the string with the quote it was opened with",
+    "invalid statement": "each line is a key = value pair, a [table] header or a comment",
+    "invalid initial character for a key part": "keys are letters, digits, - and _; quote others",
+}
+
+
+def _syntax_diagnostic(path: Path, error: TomlSyntaxError) -> Diagnostic:
+    lowered = error.message.lower()
+    hint = next((h for needle, h in _SYNTAX_HINTS.items() if needle in lowered), "")
+    try:
+        line = path.read_text(encoding="utf-8").splitlines()[error.span.line - 1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        line = ""
+    return Diagnostic("error", f"TOML syntax: {error.message}", hint, path, error.span, line)
+
+
+def _unreadable(path: Path, error: OSError | UnicodeDecodeError) -> Diagnostic:
+    if isinstance(error, UnicodeDecodeError):
+        message, hint = "the file is not valid UTF-8", "save it as UTF-8"
+    elif isinstance(error, FileNotFoundError):
+        message = "no such file"
+        hint = "pass the path of your config, e.g. uvhost check uvhost.toml"
+    else:
+        message, hint = f"cannot read the file: {error.strerror or error}", ""
+    return Diagnostic("error", message, hint, path, None, "")

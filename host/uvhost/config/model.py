@@ -1,0 +1,431 @@
+"""The config model: the single source of truth for every key of uvhost.toml.
+
+Invariants:
+- Frozen and `extra="forbid"`: a typo is an error, never a silently ignored
+  setting, and a loaded config cannot be mutated behind the supervisor's back.
+- Every field has a description and an example; the JSON Schema
+  (`schemas/uvhost.schema.json`) and `docs/reference/config.md` are generated
+  from these and nothing else, so no setting is described twice.
+- Defaults are safe in production: every timeout is bounded, request heads
+  and bodies have limits, proxy headers are trusted only from localhost.
+- Rules that relate several fields (routes to missing apps, clashing binds,
+  TLS key/certificate pairs) live in `checks.py`, which reports all of them
+  at once with positions; validators here only judge a single value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+)
+
+from uvhost.config.fields import (
+    Bind,
+    ConfigPath,
+    EnvName,
+    EnvValue,
+    HeaderName,
+    HeaderValue,
+    IPNetwork,
+    RootPath,
+    Workers,
+)
+from uvhost.config.types import (
+    NAME_PATTERN,
+    AppTarget,
+    ByteSize,
+    ConfigValueError,
+    Duration,
+    UnixMode,
+    check_name,
+)
+
+BUILTIN_TARGETS = ("@health", "@metrics")
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+def _listener_name(name: str) -> str:
+    return check_name(name, "listener")
+
+
+def _app_name(name: str) -> str:
+    return check_name(name, "app")
+
+
+def _route_target(target: str) -> str:
+    if target.startswith("@") and target not in BUILTIN_TARGETS:
+        raise ConfigValueError(
+            f"{target!r} is not a built-in", f"the built-ins are {', '.join(BUILTIN_TARGETS)}"
+        )
+    return target
+
+
+ListenerName = Annotated[
+    str, AfterValidator(_listener_name), Field(json_schema_extra={"pattern": NAME_PATTERN})
+]
+AppName = Annotated[
+    str, AfterValidator(_app_name), Field(json_schema_extra={"pattern": NAME_PATTERN})
+]
+RouteTarget = Annotated[str, AfterValidator(_route_target)]
+
+
+class Section(BaseModel):
+    """Shared model settings: frozen, strict about unknown keys, documented fields."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_default=False,
+        use_attribute_docstrings=False,
+        hide_input_in_errors=True,
+    )
+
+
+class HostSettings(Section):
+    """Process-wide settings of the supervisor: worker counts, timeouts, files."""
+
+    workers: Workers = Field(
+        1,
+        description="Default number of worker processes per worker group. "
+        '"auto" starts one per CPU core. An app can override it with its own `workers`.',
+        examples=[2, "auto"],
+    )
+    graceful_timeout: Duration = Field(
+        30.0,
+        description="How long a draining worker may take to finish in-flight requests and "
+        "WebSockets, on stop and on reload, before they are cut.",
+        examples=["30s"],
+    )
+    startup_timeout: Duration = Field(
+        60.0,
+        description="How long a new worker may take to import its apps and finish lifespan "
+        "startup before it is counted as failed.",
+        examples=["60s"],
+    )
+    env_files: tuple[ConfigPath, ...] = Field(
+        (),
+        description="Dotenv files whose variables feed `${VAR}` interpolation in this file. "
+        "The process environment wins over a file; later files win over earlier ones.",
+        examples=[[".env"]],
+    )
+    watch: bool = Field(
+        True,
+        description="Hot-apply edits of this file, its env files and its TLS files while running.",
+        examples=[True],
+    )
+    control_socket: Literal["auto", "off"] | ConfigPath = Field(
+        "auto",
+        description='Unix socket for `uvhost status`, `reload` and `stop`. "auto" picks an '
+        'owner-only folder under $XDG_RUNTIME_DIR (or the temp folder); "off" disables it.',
+        examples=["auto", "/run/uvhost/control.sock"],
+    )
+    pid_file: ConfigPath | None = Field(
+        None,
+        description="Write the supervisor's PID here while it runs.",
+        examples=["/run/uvhost.pid"],
+    )
+    max_requests: int = Field(
+        0,
+        ge=0,
+        description="Recycle a worker after it has served this many requests (0: never). "
+        "A recycled worker is replaced with a roll, so no request is dropped.",
+        examples=[10000],
+    )
+    max_requests_jitter: int = Field(
+        0,
+        ge=0,
+        description="Add a random 0..N to `max_requests` per worker so workers do not all "
+        "recycle at once.",
+        examples=[500],
+    )
+
+
+class LoggingSettings(Section):
+    """What is logged, how it looks and where it goes; changes apply live."""
+
+    level: LogLevel = Field(
+        "info", description="Minimum level of uvhost's own logs.", examples=["info"]
+    )
+    format: Literal["auto", "plain", "json"] = Field(
+        "auto",
+        description='"plain" text lines, "json" one object per line, or "auto": rich output '
+        "on a terminal and plain otherwise.",
+        examples=["json"],
+    )
+    access_log: bool = Field(True, description="Log one line per request.", examples=[False])
+    file: ConfigPath | None = Field(
+        None,
+        description="Also write logs to this file; it is reopened on SIGUSR1 for logrotate.",
+        examples=["/var/log/uvhost.log"],
+    )
+    loggers: dict[str, LogLevel] = Field(
+        default_factory=dict,
+        description="Levels for individual loggers, such as your app's or a library's.",
+        examples=[{"uvhost.access": "warning", "myapp": "debug"}],
+    )
+
+
+class TlsSettings(Section):
+    """TLS for one listener. Files are re-read when they change, without a restart."""
+
+    certificate: ConfigPath = Field(
+        description="PEM certificate chain: the server certificate first, then intermediates.",
+        examples=["certs/site.pem"],
+    )
+    private_key: ConfigPath | None = Field(
+        None,
+        description="PEM private key; leave out when the key is inside the certificate file.",
+        examples=["certs/site.key"],
+    )
+    password: SecretStr | None = Field(
+        None,
+        description="Password of an encrypted private key; use `${VAR}` rather than "
+        "writing it here. Masked in `uvhost config`.",
+        examples=["${TLS_KEY_PASSWORD}"],
+    )
+    client_ca: ConfigPath | None = Field(
+        None,
+        description="PEM bundle of CAs trusted to sign client certificates.",
+        examples=["certs/clients-ca.pem"],
+    )
+    client_auth: Literal["none", "optional", "required"] = Field(
+        "none",
+        description="Ask clients for a certificate: not at all, optionally, or require one "
+        "(needs `client_ca`).",
+        examples=["required"],
+    )
+    min_version: Literal["1.2", "1.3"] = Field(
+        "1.2", description="Lowest TLS version accepted.", examples=["1.3"]
+    )
+    ciphers: str | None = Field(
+        None,
+        description="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not configurable).",
+        examples=["ECDHE+AESGCM:ECDHE+CHACHA20"],
+    )
+
+    @field_serializer("password")
+    def _mask_password(self, password: SecretStr | None) -> str | None:
+        return None if password is None else "********"
+
+
+class Listener(Section):
+    """One listening socket and what it serves: a whole app, or apps by path prefix."""
+
+    bind: Bind = Field(
+        description='Where to listen: "HOST:PORT", "[IPv6]:PORT", "unix:PATH" or "fd:N" '
+        "(a socket inherited from the parent, e.g. systemd).",
+        examples=["127.0.0.1:8000", "[::]:8443", "unix:run/app.sock", "fd:3"],
+    )
+    app: AppName | None = Field(
+        None,
+        description="Serve this whole port with one app (use either `app` or `routes`).",
+        examples=["site"],
+    )
+    routes: dict[str, RouteTarget] | None = Field(
+        None,
+        description="Path prefix → app name, or a built-in (`@health`, `@metrics`). The "
+        "longest prefix matching on `/` boundaries wins; the app gets the prefix as "
+        "`root_path` and the full `path`.",
+        examples=[{"/": "site", "/api": "api", "/healthz": "@health"}],
+    )
+    backlog: int = Field(
+        2048, ge=1, le=65535, description="Length of the kernel's accept queue.", examples=[2048]
+    )
+    unix_mode: UnixMode | None = Field(
+        None,
+        description="Permission bits of a `unix:` socket file; default follows the umask.",
+        examples=["660"],
+    )
+    keep_alive_timeout: Duration = Field(
+        5.0,
+        description="Close an idle keep-alive connection after this long.",
+        examples=["5s"],
+    )
+    header_timeout: Duration = Field(
+        10.0,
+        description="A client must send a complete request head within this time "
+        "(slowloris protection); otherwise 408 and close.",
+        examples=["10s"],
+    )
+    max_header_bytes: ByteSize = Field(
+        65536,
+        description="Largest request head (request line and headers); beyond it 431.",
+        examples=["64KiB"],
+    )
+    limit_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Most connections served at once per worker; beyond it new requests "
+        "get 503. Unlimited when left out.",
+        examples=[1000],
+    )
+    proxy_headers: bool = Field(
+        False,
+        description="Trust X-Forwarded-For and X-Forwarded-Proto from `forwarded_allow_ips`.",
+        examples=[True],
+    )
+    forwarded_allow_ips: tuple[IPNetwork, ...] = Field(
+        ("127.0.0.1",),
+        description="Addresses and networks of the proxies whose forwarded headers are trusted.",
+        examples=[["127.0.0.1", "10.0.0.0/8"]],
+        validate_default=True,
+    )
+    server_header: bool = Field(
+        True, description="Send `Server: uvhost` on responses.", examples=[False]
+    )
+    date_header: bool = Field(
+        True, description="Send a `Date` header on responses.", examples=[True]
+    )
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict,
+        description="Headers added to every response unless the app sets them itself.",
+        examples=[{"Strict-Transport-Security": "max-age=63072000"}],
+    )
+    root_path: RootPath = Field(
+        "",
+        description="Prefix under which a proxy publishes this listener; prepended to each "
+        "app's `root_path`.",
+        examples=["/myapp"],
+    )
+    tls: TlsSettings | None = Field(
+        None, description="Serve HTTPS with these certificates.", examples=[None]
+    )
+
+
+class WebSocketSettings(Section):
+    """How an app's WebSocket connections are handled."""
+
+    enabled: bool = Field(
+        True,
+        description="Accept WebSocket upgrades; when off, an upgrade is answered as plain HTTP.",
+        examples=[False],
+    )
+    max_message_bytes: ByteSize = Field(
+        1024 * 1024,
+        description="Largest message accepted; a bigger one closes the connection with 1009.",
+        examples=["1MiB"],
+    )
+    max_queue: int = Field(
+        32,
+        ge=1,
+        le=65536,
+        description="Received messages buffered while the app is busy; beyond it the socket "
+        "stops being read (back-pressure).",
+        examples=[32],
+    )
+    ping_interval: Duration = Field(
+        20.0, description="Send a ping this often to detect dead peers.", examples=["20s"]
+    )
+    ping_timeout: Duration = Field(
+        20.0,
+        description="Close the connection when a ping is not answered in time.",
+        examples=["20s"],
+    )
+    per_message_deflate: bool = Field(
+        True, description="Offer permessage-deflate compression.", examples=[False]
+    )
+
+
+class AppSettings(Section):
+    """One ASGI application: where to import it from and how to run it."""
+
+    target: AppTarget = Field(
+        description='The app to import, as "module:attribute".',
+        examples=["myproject.main:app"],
+    )
+    factory: bool = Field(
+        False,
+        description="The target is a function that returns the app; call it at startup.",
+        examples=[True],
+    )
+    interface: Literal["auto", "asgi3", "asgi2"] = Field(
+        "auto",
+        description="The ASGI version the app speaks; auto-detected by default.",
+        examples=["asgi3"],
+    )
+    lifespan: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description='Run the ASGI lifespan protocol: "on" requires it, "auto" uses it if the '
+        'app supports it, "off" skips it.',
+        examples=["on"],
+    )
+    app_dir: ConfigPath | None = Field(
+        None,
+        description="Folder put first on `sys.path` before importing `target`; defaults to the "
+        "config file's folder.",
+        examples=["src"],
+    )
+    workers: Workers | None = Field(
+        None,
+        description="Worker processes for this app's group; defaults to `host.workers`. Apps "
+        "that share a listener must agree.",
+        examples=[4],
+    )
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        description="Environment variables set in the app's workers before it is imported.",
+        examples=[{"MODE": "production"}],
+    )
+    env_files: tuple[ConfigPath, ...] = Field(
+        (),
+        description="Dotenv files loaded into the app's environment (under `env`, which wins).",
+        examples=[["app.env"]],
+    )
+    max_body_bytes: ByteSize = Field(
+        16 * 1024 * 1024,
+        description="Largest request body; a bigger one is answered with 413.",
+        examples=["10MiB"],
+    )
+    root_path: RootPath = Field(
+        "",
+        description="Extra prefix appended to the mount prefix in the app's `root_path`.",
+        examples=["/v1"],
+    )
+    websocket: WebSocketSettings = Field(
+        default_factory=WebSocketSettings,
+        description="WebSocket settings for this app.",
+        examples=[{"max_message_bytes": "1MiB"}],
+    )
+
+
+class HostConfig(Section):
+    """A whole uvhost.toml: the host, logging, listeners and apps."""
+
+    host: HostSettings = Field(
+        default_factory=HostSettings, description="Process-wide settings.", examples=[{}]
+    )
+    logging: LoggingSettings = Field(
+        default_factory=LoggingSettings, description="Logging.", examples=[{}]
+    )
+    listeners: dict[ListenerName, Listener] = Field(
+        min_length=1,
+        description="The listening sockets, by name.",
+        examples=[{"public": {"bind": "127.0.0.1:8000", "app": "site"}}],
+    )
+    apps: dict[AppName, AppSettings] = Field(
+        default_factory=dict,
+        description="The ASGI apps, by name.",
+        examples=[{"site": {"target": "myproject.main:app"}}],
+    )
+
+
+SECTION_MODELS: Mapping[str, type[Section]] = {
+    "host": HostSettings,
+    "logging": LoggingSettings,
+    "listeners": Listener,
+    "apps": AppSettings,
+}
+
+
+def validate_config(data: Mapping[str, Any], base_dir: Path) -> HostConfig:
+    """Validate raw (interpolated) data; raises pydantic.ValidationError."""
+    return HostConfig.model_validate(data, context={"base_dir": base_dir})

@@ -1,0 +1,159 @@
+"""From a validated config to what must run: worker groups and route tables.
+
+Invariants:
+- Pure: no sockets, no imports of apps, no reading of files. The CPU count
+  (for `workers = "auto"`), the config's folder (where apps without an
+  `app_dir` are imported from) and the apps' resolved environments are inputs.
+- Apps that share a listener run in the same processes, so listeners and
+  apps form connected components; each component is one worker group with
+  one worker count. Groups never share a listener or an app.
+- A group is named after its apps ("api+site"); a group of built-ins only
+  is named after its listeners ("@admin"). The name is its identity across
+  reloads: `diff.py` rolls a group whose name stays and whose content changed.
+- Route prefixes are normalised once here (percent-decoded, no trailing
+  slash, "/" becomes ""), and each table is ordered longest prefix first,
+  so the router's first match on a `/` boundary is the longest match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from uvhost.config.model import BUILTIN_TARGETS, HostConfig, Listener
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """One route: requests whose path is `prefix` or below go to `target`."""
+
+    prefix: str
+    target: str
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.target in BUILTIN_TARGETS
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """A listener's mounts, longest prefix first; a whole-port app is one mount at ""."""
+
+    listener: str
+    mounts: tuple[Mount, ...]
+
+    def match(self, path: str) -> Mount | None:
+        for mount in self.mounts:
+            prefix = mount.prefix
+            if not prefix or path == prefix or path.startswith(prefix + "/"):
+                return mount
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerGroup:
+    """Listeners and apps served by one pool of identical worker processes."""
+
+    name: str
+    listeners: tuple[str, ...]
+    apps: tuple[str, ...]
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    config: HostConfig
+    groups: tuple[WorkerGroup, ...]
+    route_tables: Mapping[str, RouteTable]
+    base_dir: Path
+    app_environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def app_dir(self, app: str) -> Path:
+        """Where an app is imported from: its app_dir, else the config file's folder."""
+        return self.config.apps[app].app_dir or self.base_dir
+
+    def group(self, name: str) -> WorkerGroup:
+        for group in self.groups:
+            if group.name == name:
+                return group
+        raise KeyError(name)
+
+
+def normalise_prefix(prefix: str) -> str:
+    """The form in which prefixes are compared and matched against decoded paths."""
+    return unquote(prefix).rstrip("/")
+
+
+def listener_targets(listener: Listener) -> list[str]:
+    """Everything a listener serves, apps and built-ins, in the order written."""
+    if listener.app is not None:
+        return [listener.app]
+    return list((listener.routes or {}).values())
+
+
+def components(config: HostConfig) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Connected (listeners, apps) components; apps served by no listener are left out."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for name, listener in config.listeners.items():
+        find("L:" + name)
+        for target in listener_targets(listener):
+            if target in config.apps:
+                parent[find("A:" + target)] = find("L:" + name)
+
+    members: dict[str, list[str]] = {}
+    for node in parent:
+        members.setdefault(find(node), []).append(node)
+    result = []
+    for nodes in members.values():
+        listeners = tuple(sorted(n[2:] for n in nodes if n.startswith("L:")))
+        apps = tuple(sorted(n[2:] for n in nodes if n.startswith("A:")))
+        if listeners:
+            result.append((listeners, apps))
+    return sorted(result)
+
+
+def group_name(listeners: tuple[str, ...], apps: tuple[str, ...]) -> str:
+    return "+".join(apps) if apps else "@" + "+".join(listeners)
+
+
+def requested_workers(config: HostConfig, app: str) -> int | str:
+    """The count an app asks for, before "auto" is resolved."""
+    own = config.apps[app].workers
+    return config.host.workers if own is None else own
+
+
+def build_plan(
+    config: HostConfig,
+    *,
+    base_dir: Path,
+    cpu_count: int,
+    app_environments: Mapping[str, Mapping[str, str]] | None = None,
+) -> Plan:
+    """Assumes `checks.py` found no errors (apps on one listener agree on workers)."""
+    groups = []
+    for listeners, apps in components(config):
+        wanted = requested_workers(config, apps[0]) if apps else 1
+        workers = max(1, cpu_count) if wanted == "auto" else int(wanted)
+        groups.append(WorkerGroup(group_name(listeners, apps), listeners, apps, workers))
+    tables = {name: route_table(name, listener) for name, listener in config.listeners.items()}
+    return Plan(config, tuple(groups), tables, base_dir, dict(app_environments or {}))
+
+
+def route_table(name: str, listener: Listener) -> RouteTable:
+    if listener.app is not None:
+        return RouteTable(name, (Mount("", listener.app),))
+    mounts = [
+        Mount(normalise_prefix(prefix), target)
+        for prefix, target in (listener.routes or {}).items()
+    ]
+    mounts.sort(key=lambda mount: len(mount.prefix), reverse=True)
+    return RouteTable(name, tuple(mounts))

@@ -1,0 +1,122 @@
+"""The JSON Schema and the Markdown reference, both generated from the model.
+
+Invariants:
+- The model is the only source: descriptions, defaults and examples come
+  from its fields, so a setting is never described twice.
+- Output is deterministic (sorted keys, fixed layout), so a test can compare
+  the checked-in files with a fresh rendering and fail when they are stale.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from uvhost.config.model import (
+    AppSettings,
+    HostConfig,
+    HostSettings,
+    Listener,
+    LoggingSettings,
+    TlsSettings,
+    WebSocketSettings,
+)
+
+SCHEMA_ID = "https://uvhost.dev/schemas/uvhost.schema.json"
+
+# The tables in the order the reference shows them: (header as written, model).
+SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("[host]", HostSettings),
+    ("[logging]", LoggingSettings),
+    ("[listeners.NAME]", Listener),
+    ("[listeners.NAME.tls]", TlsSettings),
+    ("[apps.NAME]", AppSettings),
+    ("[apps.NAME.websocket]", WebSocketSettings),
+)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = HostConfig.model_json_schema(mode="validation")
+    for section in ("listeners", "apps"):
+        schema["properties"][section]["propertyNames"] = {
+            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+        }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **schema,
+        "title": "uvhost configuration",
+    }
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def markdown_reference() -> str:
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from host/uvhost/config/model.py by `uvhost schema --markdown "
+        "docs/reference/config.md`; do not edit by hand. -->",
+        "",
+        "Every key of `uvhost.toml`. Durations are seconds as a number or a string with a "
+        'unit (`"500ms"`, `"30s"`, `"2m"`, `"1h"`); sizes are bytes as a number or a string '
+        'with a unit (`"64KiB"`, `"16MiB"`; `KB`/`MB` are powers of 1000). Relative paths '
+        "start at the config file's folder. Any string value may use `${VAR}`, "
+        "`${VAR:-default}`, `${VAR:?message}` and `$$`.",
+        "",
+    ]
+    for table, model in SECTIONS:
+        lines.extend(_section(table, model))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _section(table: str, model: type[BaseModel]) -> list[str]:
+    lines = [f"## `{table}`", "", (model.__doc__ or "").strip(), ""]
+    lines.extend(["| key | default | description | example |", "| --- | --- | --- | --- |"])
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            continue  # nested tables get their own section
+        if name == "tls":
+            continue
+        default = "required" if info.is_required() else _toml(_default(model, name))
+        example = _toml(info.examples[0]) if info.examples else ""
+        description = (info.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | {default} | {description} | {example} |")
+    lines.append("")
+    return lines
+
+
+def _default(model: type[BaseModel], name: str) -> Any:
+    """A default as the user would write it ("30s", not 30.0), through the field's serializer."""
+    info = model.model_fields[name]
+    value = info.get_default(call_default_factory=True, validated_data={})
+    if value is None:
+        return None
+    adapter: TypeAdapter[Any] = TypeAdapter(
+        Annotated[info.annotation, *info.metadata]  # type: ignore[arg-type]
+    )
+    if info.validate_default:
+        value = adapter.validate_python(value)
+    return adapter.dump_python(value, mode="json")
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "—"
+    text = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    if isinstance(value, dict):
+        text = "{ " + ", ".join(f"{json.dumps(k)} = {_toml_inline(v)}" for k, v in value.items())
+        text = text + " }" if value else "{}"
+    return f"`{text}`".replace("|", "\\|")
+
+
+def _toml_inline(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,20 @@
+"""The ASGI callable shapes, as type aliases (https://asgi.readthedocs.io/).
+
+Scopes and messages are plain mutable dictionaries keyed by strings; their
+values are whatever the spec says for each key, so they stay ``Any``-typed.
+"""
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeAlias
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""ASGI 3: one call per connection, ``await app(scope, receive, send)``."""
+
+ASGI2Instance: TypeAlias = Callable[[Receive, Send], Awaitable[None]]
+ASGI2App: TypeAlias = Callable[[Scope], ASGI2Instance]
+"""ASGI 2 ("double callable"): ``await app(scope)(receive, send)``."""
