@@ -56,6 +56,25 @@ ConfigPath = Annotated[
 ]
 
 
+def resolve_control_socket(value: object, info: ValidationInfo) -> Literal["auto", "off"] | Path:
+    if value in ("auto", "off"):
+        return "auto" if value == "auto" else "off"
+    if isinstance(value, str) and value.strip():
+        return resolve_path(value, info)
+    raise ConfigValueError(
+        f"{show_value(value)} is not a control socket setting",
+        'write "auto", "off", or the path of the socket to create',
+    )
+
+
+ControlSocket = Annotated[
+    Literal["auto", "off"] | Path,
+    PlainValidator(resolve_control_socket),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"anyOf": [{"enum": ["auto", "off"]}, {"type": "string", "minLength": 1}]}),
+]
+
+
 def resolve_bind(value: object, info: ValidationInfo) -> BindAddress:
     bind = parse_bind(value)
     if isinstance(bind, UnixBind) and not bind.path.is_absolute():

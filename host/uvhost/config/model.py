@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,6 +32,7 @@ from pydantic import (
 from uvhost.config.fields import (
     Bind,
     ConfigPath,
+    ControlSocket,
     EnvName,
     EnvValue,
     HeaderName,
@@ -122,7 +124,7 @@ class HostSettings(Section):
         description="Hot-apply edits of this file, its env files and its TLS files while running.",
         examples=[True],
     )
-    control_socket: Literal["auto", "off"] | ConfigPath = Field(
+    control_socket: ControlSocket = Field(
         "auto",
         description='Unix socket for `uvhost status`, `reload` and `stop`. "auto" picks an '
         'owner-only folder under $XDG_RUNTIME_DIR (or the temp folder); "off" disables it.',
@@ -274,10 +276,9 @@ class Listener(Section):
         examples=[True],
     )
     forwarded_allow_ips: tuple[IPNetwork, ...] = Field(
-        ("127.0.0.1",),
+        (ipaddress.ip_network("127.0.0.1"),),
         description="Addresses and networks of the proxies whose forwarded headers are trusted.",
         examples=[["127.0.0.1", "10.0.0.0/8"]],
-        validate_default=True,
     )
     server_header: bool = Field(
         True, description="Send `Server: uvhost` on responses.", examples=[False]

@@ -10,9 +10,9 @@ Invariants:
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from uvhost.config.model import (
     AppSettings,
@@ -23,6 +23,7 @@ from uvhost.config.model import (
     TlsSettings,
     WebSocketSettings,
 )
+from uvhost.config.types import NAME_PATTERN
 
 SCHEMA_ID = "https://uvhost.dev/schemas/uvhost.schema.json"
 
@@ -37,18 +38,52 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
 )
 
 
+INTERPOLATED = {
+    "type": "string",
+    "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:[-?][^}]*)?\}",
+    "description": "A value taken from the environment when the file is loaded.",
+}
+
+
 def json_schema() -> dict[str, Any]:
+    """The model's schema, where any value may also be a `${VAR}` reference.
+
+    Editors validate the file as written, before interpolation, so a
+    `workers = "${WORKERS}"` must pass here; the loader checks the result.
+    """
     schema = HostConfig.model_json_schema(mode="validation")
     for section in ("listeners", "apps"):
-        schema["properties"][section]["propertyNames"] = {
-            "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
-        }
+        schema["properties"][section]["propertyNames"] = {"pattern": NAME_PATTERN}
+    for definition in schema["$defs"].values():
+        for name, field in definition.get("properties", {}).items():
+            definition["properties"][name] = _allow_interpolation(field)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         **schema,
         "title": "uvhost configuration",
+        "$defs": {**schema["$defs"], "Interpolated": INTERPOLATED},
     }
+
+
+_DOC_KEYS = ("description", "examples", "default", "title")
+
+
+def _allow_interpolation(field: dict[str, Any]) -> dict[str, Any]:
+    """Leaf values accept a reference too; tables keep their own structure."""
+    if "$ref" in field or field.get("type") == "object":
+        if field.get("type") == "object" and isinstance(field.get("additionalProperties"), dict):
+            field["additionalProperties"] = _allow_interpolation(field["additionalProperties"])
+        return field
+    if field.get("type") == "array" and isinstance(field.get("items"), dict):
+        field["items"] = _allow_interpolation(field["items"])
+        return field
+    docs: dict[str, Any] = {
+        key: field.pop(key)
+        for key in ("description", "examples", "default", "title")
+        if key in field
+    }
+    return {"anyOf": [field, {"$ref": "#/$defs/Interpolated"}], **docs}
 
 
 def json_schema_text() -> str:
@@ -92,16 +127,10 @@ def _section(table: str, model: type[BaseModel]) -> list[str]:
 
 def _default(model: type[BaseModel], name: str) -> Any:
     """A default as the user would write it ("30s", not 30.0), through the field's serializer."""
-    info = model.model_fields[name]
-    value = info.get_default(call_default_factory=True, validated_data={})
+    value = model.model_fields[name].get_default(call_default_factory=True, validated_data={})
     if value is None:
         return None
-    adapter: TypeAdapter[Any] = TypeAdapter(
-        Annotated[info.annotation, *info.metadata]  # type: ignore[arg-type]
-    )
-    if info.validate_default:
-        value = adapter.validate_python(value)
-    return adapter.dump_python(value, mode="json")
+    return model.model_construct(**{name: value}).model_dump(mode="json", include={name})[name]
 
 
 def _toml(value: Any) -> str:
