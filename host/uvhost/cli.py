@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_parser.add_argument("--json", action="store_true", help="print a JSON report")
 
+    run_parser = commands.add_parser("run", help="serve the apps the config declares")
+    _add_file(run_parser)
+
     config_parser = commands.add_parser(
         "config", help="print the resolved config: defaults filled, variables expanded"
     )
@@ -70,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check(args.file, import_apps=args.import_apps, as_json=args.json, out=sys.stdout)
+    if args.command == "run":
+        from uvhost.commands.run import run  # noqa: PLC0415 - keeps `check` free of uvloop
+
+        return run(args.file, err=sys.stderr)
     if args.command == "config":
         return show_config(args.file, out=sys.stdout, err=sys.stderr)
     if args.command == "schema":

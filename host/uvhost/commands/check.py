@@ -83,14 +83,31 @@ def show_config(path: Path, *, out: TextIO, err: TextIO) -> int:
     """The resolved config as TOML: defaults filled, variables expanded, secrets masked."""
     result = load_config(path)
     if result.config is None:
-        for diagnostic in result.diagnostics:
-            err.write(render(diagnostic, str(path)) + "\n\n")
-        err.write(_tally(str(path), list(result.diagnostics), False) + "\n")
+        print_diagnostics(result, str(path), err)
         return EXIT_INVALID
     data = result.config.model_dump(mode="json", exclude_none=True)
     out.write(f"# {path}, resolved by `uvhost config`; TLS passwords are masked.\n")
-    out.write(tomli_w.dumps(data))
+    out.write(tomli_w.dumps(_escape_dollars(data)))
     return EXIT_VALID
+
+
+def _escape_dollars(value: Any) -> Any:
+    """Write each `$` of a resolved value as `$$`, so loading the output does not expand
+    a `${VAR}` that was literal text (written `$${VAR}`) in the original; keys stay as is."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {key: _escape_dollars(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escape_dollars(item) for item in value]
+    return value
+
+
+def print_diagnostics(result: LoadResult, shown: str, out: TextIO) -> None:
+    """Every diagnostic and the tally, as `check` prints them, for other commands."""
+    for diagnostic in result.diagnostics:
+        out.write(render(diagnostic, shown) + "\n\n")
+    out.write(_tally(shown, list(result.diagnostics), result.ok) + "\n")
 
 
 def write_schema(schema_path: str, markdown_path: str | None, *, out: TextIO) -> int:

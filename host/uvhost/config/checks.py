@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+import difflib
 import os
 import ssl
 from collections.abc import Iterator, Mapping
@@ -44,7 +45,7 @@ def check_config(
             problems.extend(check_routing(name, app, routes, known_apps))
     problems.extend(_check_bind_clashes(config))
     problems.extend(_check_worker_agreement(config))
-    problems.extend(_check_unrouted_apps(config))
+    problems.extend(_check_unrouted_apps(config, unvalidated_listeners or {}))
     problems.extend(_check_app_files(config))
     problems.extend(_check_host_files(config))
     return problems
@@ -68,9 +69,10 @@ def check_routing(
         )
     elif app is None and not routes:
         yield Problem(
-            f'listener "{name}" serves nothing',
+            f'listener "{name}" serves nothing'
+            + (": its routes table is empty" if routes is not None else ""),
             'add app = "NAME" for the whole port, or routes = { "/" = "NAME" }',
-            here,
+            here if routes is None else (*here, "routes"),
             at="key",
         )
     if app is not None and app not in known_apps:
@@ -159,6 +161,13 @@ def _bind_key(bind: TcpBind | UnixBind | FdBind) -> tuple[str, ...] | None:
     return ("fd", str(bind.fd))
 
 
+_CLASH_HINTS = {
+    "tcp": "two listeners cannot share an address; change the port or merge their routes",
+    "unix": "two listeners cannot share a socket file; change the path or merge their routes",
+    "fd": "an inherited socket can serve one listener; use another fd or merge their routes",
+}
+
+
 def _check_bind_clashes(config: HostConfig) -> Iterator[Problem]:
     """Same Unix path or fd, or the same TCP port on the same or a wildcard host."""
     taken: list[tuple[str, TcpBind | UnixBind | FdBind]] = []
@@ -177,7 +186,7 @@ def _check_bind_clashes(config: HostConfig) -> Iterator[Problem]:
             yield Problem(
                 f'listener "{name}" binds {bind}, which clashes with listener "{other_name}" '
                 f"({other})",
-                "two listeners cannot share an address; change the port or merge their routes",
+                _CLASH_HINTS[bind.kind],
                 ("listeners", name, "bind"),
             )
             break
@@ -195,20 +204,50 @@ def _check_worker_agreement(config: HostConfig) -> Iterator[Problem]:
             if other == wanted:
                 continue
             explicit = config.apps[app].workers is not None
+            hint = "apps on one listener run in the same processes; give them the same workers"
+            if not explicit:
+                hint = (
+                    f'"{app}" takes host.workers ({other}); apps on one listener run in the same '
+                    f"processes, so set workers = {_toml_value(wanted)} in [apps.{app}] or make "
+                    "them agree"
+                )
             yield Problem(
-                f'apps "{first}" ({wanted} workers) and "{app}" ({other} workers) share '
+                f'apps "{first}" ({_workers(wanted)}) and "{app}" ({_workers(other)}) share '
                 f"listener{'s' if len(listeners) > 1 else ''} {', '.join(listeners)} but want "
                 "different worker counts",
-                "apps on one listener run in the same processes; give them the same workers",
+                hint,
                 ("apps", app, "workers") if explicit else ("apps", app),
                 at="value" if explicit else "key",
             )
 
 
-def _check_unrouted_apps(config: HostConfig) -> Iterator[Problem]:
-    served = {app for _, apps in components(config) for app in apps}
+def _workers(count: int | str) -> str:
+    return "1 worker" if count == 1 else f"{count} workers"
+
+
+def _toml_value(value: int | str) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _check_unrouted_apps(
+    config: HostConfig, unvalidated_listeners: Mapping[str, Mapping[str, Any]]
+) -> Iterator[Problem]:
+    """Apps no listener names; a name used by a listener that failed validation counts, and
+    so does an app that a route's misspelt target is reported as ("did you mean").
+    """
+    named: set[str] = set()
+    tables = [(listener.app, listener.routes) for listener in config.listeners.values()]
+    tables.extend((raw.get("app"), raw.get("routes")) for raw in unvalidated_listeners.values())
+    for app, routes in tables:
+        targets = [app, *(routes.values() if isinstance(routes, Mapping) else ())]
+        named.update(target for target in targets if isinstance(target, str))
+    misspelt = {
+        match
+        for target in named - set(config.apps)
+        for match in difflib.get_close_matches(target, sorted(config.apps), n=1)
+    }
     for app in config.apps:
-        if app not in served:
+        if app not in named and app not in misspelt:
             yield Problem(
                 f'app "{app}" is not served by any listener',
                 "mount it with a listener's app or routes, or remove it",
@@ -221,8 +260,9 @@ def _check_unrouted_apps(config: HostConfig) -> Iterator[Problem]:
 def _check_app_files(config: HostConfig) -> Iterator[Problem]:
     for name, app in config.apps.items():
         if app.app_dir is not None and not app.app_dir.is_dir():
+            exists = "is not a folder" if app.app_dir.exists() else "does not exist"
             yield Problem(
-                f"app_dir {app.app_dir} is not a folder",
+                f"app_dir {_shown(app.app_dir)} {exists}",
                 "fix the path (relative paths start at the config's folder)",
                 ("apps", name, "app_dir"),
             )
@@ -257,14 +297,22 @@ def _check_host_files(config: HostConfig) -> Iterator[Problem]:
         )
 
 
+def _shown(path: Path) -> str:
+    """A resolved path as messages show it: "certs/../x.pem" written relative reads "x.pem"."""
+    return os.path.normpath(path)
+
+
 def _readable(path: Path, key_path: tuple[str | int, ...], what: str) -> Iterator[Problem]:
+    shown = _shown(path)
     if not path.exists():
-        yield Problem(f"{what} {path} does not exist", "fix the path, or create the file", key_path)
+        yield Problem(
+            f"{what} {shown} does not exist", "fix the path, or create the file", key_path
+        )
     elif not path.is_file():
-        yield Problem(f"{what} {path} is not a file", "point at a file", key_path)
+        yield Problem(f"{what} {shown} is not a file", "point at a file", key_path)
     elif not os.access(path, os.R_OK):
         yield Problem(
-            f"{what} {path} is not readable", "give the user running uvhost read access", key_path
+            f"{what} {shown} is not readable", "give the user running uvhost read access", key_path
         )
 
 
@@ -289,9 +337,11 @@ def _check_tls(here: tuple[str, ...], tls: TlsSettings) -> Iterator[Problem]:
     if unreadable:
         return
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    password = tls.password.get_secret_value() if tls.password else None
+    secret = tls.password.get_secret_value() if tls.password else ""
     try:
-        context.load_cert_chain(tls.certificate, tls.private_key, password)
+        # Always a callable: with None, OpenSSL would prompt on the terminal for the
+        # password of an encrypted key, and `uvhost check` would hang.
+        context.load_cert_chain(tls.certificate, tls.private_key, lambda: secret)
     except ssl.SSLError as error:
         yield _tls_key_problem(here, tls, error)
     except OSError as error:
@@ -303,7 +353,7 @@ def _check_tls(here: tuple[str, ...], tls: TlsSettings) -> Iterator[Problem]:
             context.load_verify_locations(cafile=tls.client_ca)
         except (ssl.SSLError, OSError):
             yield Problem(
-                f"{tls.client_ca} holds no PEM certificate",
+                f"client CA file {_shown(tls.client_ca)} holds no PEM certificate",
                 "client_ca must be a PEM bundle of CA certificates",
                 (*here, "client_ca"),
             )
@@ -327,12 +377,23 @@ def _tls_key_problem(here: tuple[str, ...], tls: TlsSettings, error: ssl.SSLErro
             "pair the certificate with the key it was issued for",
             key_at,
         )
-    if "BAD_DECRYPT" in reason or "BAD PASSWORD" in reason or "DECRYPT" in reason:
+    # OpenSSL 3 reports a wrong password only as "PEM lib", so look at the key itself.
+    encrypted = _is_encrypted_key(tls.private_key or tls.certificate)
+    if encrypted and tls.password is None:
         return Problem(
-            "the private key cannot be decrypted",
-            "set tls.password to the key's password (or fix it)",
+            "the private key is encrypted, and no password is set",
+            'set tls.password, preferably from the environment: password = "${TLS_KEY_PASSWORD}"',
+            key_at,
+        )
+    if encrypted or "BAD_DECRYPT" in reason or "BAD PASSWORD" in reason or "DECRYPT" in reason:
+        return Problem(
+            "the private key cannot be decrypted with this password",
+            "set tls.password to the password the key was encrypted with",
             (*here, "password") if tls.password else key_at,
         )
+    not_pem = _not_pem(here, tls)
+    if not_pem is not None:
+        return not_pem
     if tls.private_key is None and ("NO_START_LINE" in reason or "PEM" in reason):
         return Problem(
             "the certificate file holds no private key",
@@ -344,3 +405,39 @@ def _tls_key_problem(here: tuple[str, ...], tls: TlsSettings, error: ssl.SSLErro
         "both files must be PEM: -----BEGIN CERTIFICATE----- / -----BEGIN PRIVATE KEY-----",
         (*here, "certificate"),
     )
+
+
+def _not_pem(here: tuple[str, ...], tls: TlsSettings) -> Problem | None:
+    """The TLS file that is not PEM at all, named, rather than "one of them is bad"."""
+    if not _mentions(tls.certificate, "CERTIFICATE-----"):
+        return Problem(
+            f"certificate file {_shown(tls.certificate)} holds no PEM certificate",
+            "a PEM certificate starts with -----BEGIN CERTIFICATE-----",
+            (*here, "certificate"),
+        )
+    if tls.private_key is not None and not _mentions(tls.private_key, "PRIVATE KEY-----"):
+        return Problem(
+            f"private key file {_shown(tls.private_key)} holds no PEM private key",
+            "a PEM private key starts with -----BEGIN PRIVATE KEY----- (or RSA/EC PRIVATE KEY)",
+            (*here, "private_key"),
+        )
+    return None
+
+
+def _mentions(path: Path, label: str) -> bool:
+    """Whether a PEM file has a "-----BEGIN ...label" line (unreadable files say no)."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    lines = (line.strip() for line in text.split("\n"))
+    return any(line.startswith("-----BEGIN ") and line.endswith(label) for line in lines)
+
+
+def _is_encrypted_key(path: Path) -> bool:
+    """A PEM private key protected by a password (PKCS#8 or the traditional header)."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text or "Proc-Type: 4,ENCRYPTED" in text

@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,30 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def problems_from_validation(error: ValidationError, root: type[BaseModel]) -> list[Problem]:
-    return [_translate(details, root) for details in error.errors(include_url=False)]
+    """One problem per pydantic error, except that a misspelt required key is reported once.
+
+    `taget = "..."` is both an unknown key and a missing `target`; the unknown key,
+    with its "did you mean", says it all.
+    """
+    found = error.errors(include_url=False)
+    misspelt = {
+        (_path(details["loc"])[:-1], suggestion)
+        for details in found
+        if details["type"] == "extra_forbidden"
+        for suggestion in difflib.get_close_matches(
+            str(details["loc"][-1]), _fields_at(root, _path(details["loc"])[:-1]), n=1
+        )
+    }
+    return [
+        _translate(details, root)
+        for details in found
+        if details["type"] != "missing"
+        or (_path(details["loc"])[:-1], str(details["loc"][-1])) not in misspelt
+    ]
+
+
+def _path(loc: Sequence[Any]) -> KeyPath:
+    return tuple(part for part in loc if isinstance(part, str | int))
 
 
 def _translate(details: ErrorDetails, root: type[BaseModel]) -> Problem:
@@ -122,25 +146,32 @@ def _translate(details: ErrorDetails, root: type[BaseModel]) -> Problem:
     ctx = details.get("ctx") or {}
     if loc and loc[-1] == "[key]":
         return _from_value_error(ctx, loc[:-1], at="key", fallback=details["msg"])
-    path: KeyPath = tuple(part for part in loc if isinstance(part, str | int))
+    path = _path(loc)
     where = _section_name(path[:-1])
     if kind == "extra_forbidden":
         key = str(path[-1])
         allowed = _fields_at(root, path[:-1])
+        message = f'unknown key "{key}" in {where}' if path[:-1] else f'unknown section "{key}"'
+        return Problem(message, did_you_mean(key, allowed), path, at="key")
+    if kind in ("missing", "too_short") and path == ("listeners",):
         return Problem(
-            f'unknown key "{key}" in {where}', did_you_mean(key, allowed), path, at="key"
+            "the config has no listeners, so it would serve nothing",
+            'add one, e.g. [listeners.web] with bind = "127.0.0.1:8000" and app = "NAME"',
+            path if kind == "too_short" else (),
+            at="key",
         )
     if kind == "missing":
         key = str(path[-1])
         return Problem(
             f'{where} is missing the required key "{key}"',
-            f"add {key} = ... to {where}",
+            f"add {key} = {_example(root, path)} (for example) to {where}",
             path[:-1],
             at="key",
         )
     if kind == "value_error":
         return _from_value_error(ctx, path, at="value", fallback=details["msg"])
-    return Problem(_type_message(kind, ctx, details), _type_hint(kind, ctx), path, at="value")
+    hint = _type_hint(kind, ctx, details.get("input"))
+    return Problem(_type_message(kind, ctx, details), hint, path, at="value")
 
 
 def _from_value_error(
@@ -178,18 +209,43 @@ def _type_message(kind: str, ctx: dict[str, Any], details: ErrorDetails) -> str:
     return details["msg"]
 
 
-def _type_hint(kind: str, ctx: dict[str, Any]) -> str:
+_TABLE_HINT = "write a table: a [header] followed by key = value lines, or { key = value }"
+_KIND_HINTS = {
+    "dict_type": _TABLE_HINT,
+    "model_type": _TABLE_HINT,
+    "model_attributes_type": _TABLE_HINT,
+    "int_parsing": "write a whole number, without quotes",
+    "int_type": "write a whole number, without quotes",
+    "bool_parsing": "write true or false, without quotes",
+    "bool_type": "write true or false, without quotes",
+    "string_type": 'write a string, in quotes: "..."',
+    "too_short": "add an entry",
+}
+
+
+def _type_hint(kind: str, ctx: dict[str, Any], value: Any) -> str:
+    if kind in _KIND_HINTS:
+        return _KIND_HINTS[kind]
+    if kind in ("list_type", "tuple_type") and not isinstance(value, dict):
+        return f"write an array: [{show_value(value)}]"
     if kind == "literal_error":
-        return f"expected one of: {ctx.get('expected', '')}".replace("'", '"')
-    if kind == "greater_than_equal":
-        return f"the smallest allowed value is {ctx.get('ge')}"
-    if kind == "greater_than":
-        return f"the value must be above {ctx.get('gt')}"
-    if kind == "less_than_equal":
-        return f"the largest allowed value is {ctx.get('le')}"
-    if kind == "too_short":
-        return "add an entry"
+        expected = str(ctx.get("expected", ""))
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and f"'{value}'" in expected:  # min_version = 1.3, meant "1.3"
+            return f'write it as a string: "{value}"'
+        return f"expected one of: {expected}".replace("'", '"')
+    if kind in _BOUND_HINTS:
+        text, bound = _BOUND_HINTS[kind]
+        return text.format(ctx.get(bound))
     return ""
+
+
+_BOUND_HINTS = {
+    "greater_than_equal": ("the smallest allowed value is {}", "ge"),
+    "greater_than": ("the value must be above {}", "gt"),
+    "less_than_equal": ("the largest allowed value is {}", "le"),
+    "less_than": ("the value must be below {}", "lt"),
+}
 
 
 def _section_name(path: KeyPath) -> str:
@@ -208,6 +264,11 @@ def _key_text(part: str | int) -> str:
 
 def _fields_at(root: type[BaseModel], path: Sequence[str | int]) -> list[str]:
     """The field names allowed at `path`; named tables are walked through their value type."""
+    model = _model_at(root, path)
+    return [] if model is None else list(model.model_fields)
+
+
+def _model_at(root: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
     model: Any = root
     for part in path:
         if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
@@ -215,12 +276,22 @@ def _fields_at(root: type[BaseModel], path: Sequence[str | int]) -> list[str]:
         elif isinstance(model, dict):
             model = model["values"]
         else:
-            return []
+            return None
         if model is None:
-            return []
+            return None
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
+        return model
+    return None
+
+
+def _example(root: type[BaseModel], path: KeyPath) -> str:
+    """The first documented example of the field at `path`, as TOML, or "..." without one."""
+    model = _model_at(root, path[:-1])
+    info = model.model_fields.get(str(path[-1])) if model is not None else None
+    if info is None or not info.examples or not isinstance(info.examples[0], str | int):
+        return "..."
+    example = info.examples[0]
+    return json.dumps(example) if isinstance(example, str) else str(example)
 
 
 def _model_of(annotation: Any) -> Any:

@@ -44,7 +44,13 @@ def resolve_path(value: object, info: ValidationInfo) -> Path:
             f"expected a file path, got {show_value(value)}",
             "write a path, absolute or relative to the config file's folder",
         )
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # "~name/..." for a user that does not exist, or no home folder
+        raise ConfigValueError(
+            f"cannot expand ~ in {show_value(value)}: no such user or home folder",
+            "write the path without ~, or with the ~user of an existing user",
+        ) from None
     return path if path.is_absolute() else _base_dir(info) / path
 
 
@@ -96,7 +102,7 @@ Bind = Annotated[
 def parse_workers(value: object) -> int | Literal["auto"]:
     if value == "auto":
         return "auto"
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024:
         return value

@@ -18,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ def read_env_files(
         if not path.is_file():
             problems.append(
                 Problem(
-                    f"env file {path} does not exist",
+                    f"env file {os.path.normpath(path)} does not exist",
                     "create it, fix the path (relative paths start at the config's folder), "
                     "or remove it from env_files",
                     key_path,
@@ -126,7 +127,8 @@ def _resolve(body: str, path: KeyPath, variables: Mapping[str, str], out: Interp
             return value
         out.problems.append(
             Problem(
-                argument or f"{name} is required",
+                argument
+                or f"{name} is required, but it is {'empty' if value == '' else 'not set'}",
                 f"set {name} in the environment or in an env file",
                 path,
             )

@@ -7,13 +7,16 @@ Invariants:
   validate are cross-checked anyway (the failing listeners and apps are
   pruned), so a type error does not hide a route to a missing app.
 - A value already reported by interpolation (an unset `${VAR}`) is not
-  reported again by validation for the empty text it became.
+  reported again by validation for the empty text it became, and a value
+  reported by either is not reported again by the cross-field checks.
 - The process environment is read, never written.
 """
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,13 @@ from uvhost.config.errors import Diagnostic, place, problems_from_validation
 from uvhost.config.interpolate import interpolate, read_env_files
 from uvhost.config.model import HostConfig, validate_config
 from uvhost.config.plan import Plan, build_plan
-from uvhost.config.source import KeyPath, SourceDocument, TomlSyntaxError, read_source
+from uvhost.config.source import (
+    KeyPath,
+    SourceDocument,
+    Span,
+    TomlSyntaxError,
+    read_source,
+)
 
 
 @dataclass(frozen=True)
@@ -86,13 +95,15 @@ def load_document(document: SourceDocument, environ: Mapping[str, str]) -> LoadR
     except ValidationError as error:
         found = problems_from_validation(error, HostConfig)
         problems.extend(p for p in found if p.path not in already)
+        already.update(p.path for p in found)
         checked, unvalidated_apps, unvalidated_listeners = _validate_pruned(
             interpolated.data, base_dir, error
         )
         if checked is not None:
-            problems.extend(check_config(checked, unvalidated_apps, unvalidated_listeners))
+            crossed = check_config(checked, unvalidated_apps, unvalidated_listeners)
+            problems.extend(p for p in crossed if p.path not in already)
     else:
-        problems.extend(check_config(config))
+        problems.extend(p for p in check_config(config) if p.path not in already)
 
     failed = any(problem.severity == "error" for problem in problems)
     diagnostics = sorted(
@@ -123,11 +134,16 @@ def _host_env_files(
     if not isinstance(entries, list):
         return []
     expanded = interpolate({"files": entries}, environ).data["files"]
-    return [
-        (("host", "env_files", index), base_dir / Path(entry).expanduser())
-        for index, entry in enumerate(expanded)
-        if isinstance(entry, str) and entry
-    ]
+    found: list[tuple[KeyPath, Path]] = []
+    for index, entry in enumerate(expanded):
+        if not isinstance(entry, str) or not entry:
+            continue
+        try:
+            path = Path(entry).expanduser()
+        except RuntimeError:  # "~nosuchuser/.env": validation reports it at this entry
+            continue
+        found.append((("host", "env_files", index), base_dir / path))
+    return found
 
 
 Pruned = tuple[HostConfig | None, frozenset[str], dict[str, dict[str, Any]]]
@@ -154,14 +170,25 @@ def _validate_pruned(data: dict[str, Any], base_dir: Path, error: ValidationErro
                 apps.add(str(loc[1]))
             elif isinstance(raw, dict):
                 listeners[str(loc[1])] = raw
+        elif head in ("host", "logging") and len(loc) >= 2 and isinstance(pruned.get(head), dict):
+            # Drop only the failing key: the others (host.workers) still matter to the checks.
+            pruned[head] = {k: v for k, v in pruned[head].items() if k != loc[1]}
         elif head in ("host", "logging") or (head is not None and len(loc) == 1):
             pruned.pop(str(head), None)
         else:
             return None, frozenset(), {}
+    # When every listener failed, validate the rest around a stand-in (a config needs one
+    # listener) and drop it again, so the failed listeners' routes are still checked.
+    emptied = bool(listeners) and pruned.get("listeners") == {}
+    if emptied:
+        pruned["listeners"] = {"stand-in": {"bind": "fd:3"}}
     try:
-        return validate_config(pruned, base_dir), frozenset(apps), listeners
+        checked = validate_config(pruned, base_dir)
     except ValidationError:
         return None, frozenset(), {}
+    if emptied:
+        checked = checked.model_copy(update={"listeners": {}})
+    return checked, frozenset(apps), listeners
 
 
 def _files_of(config: HostConfig) -> list[Path]:
@@ -191,25 +218,79 @@ def _app_environments(config: HostConfig) -> dict[str, dict[str, str]]:
 
 _SYNTAX_HINTS = {
     "invalid value": 'strings need quotes: key = "value"',
+    "expected newline or end of document": "one key = value per line; strings need quotes: "
+    'key = "value"',
     "expected '=' after a key": 'write key = value; quote keys with spaces or dots: "a b" = 1',
+    "is already set": "each key may be set once per table; remove one of them",
     "cannot overwrite a value": "each key may be set once per table",
-    "cannot declare": "each table header may appear once",
-    "unclosed array": "close the array with ]",
-    "unclosed inline table": "close the inline table with }",
+    "is declared twice": "each table header may appear once; merge the two tables",
+    "is set twice in one inline table": "each key may be set once per table; remove one of them",
+    "expected ']' at the end of a table": "bare names are ASCII letters, digits, - and _; quote "
+    'other names: [apps."my app"]',
+    "unclosed array": 'separate the items with "," and close the array with "]"',
+    "unclosed inline table": 'separate the entries with "," and close the table with "}" on the '
+    "same line (inline tables cannot span lines)",
     "unterminated string": "close the string with the quote it was opened with",
+    "immutable namespace": "an inline table or array cannot be extended later; write it as a "
+    "[table] instead",
     "invalid statement": "each line is a key = value pair, a [table] header or a comment",
     "invalid initial character for a key part": "keys are letters, digits, - and _; quote others",
 }
 
+_KEY_TUPLE = re.compile(r"\('(?:[^'\\]|\\.)*'(?:, '(?:[^'\\]|\\.)*')*,?\)")
+
 
 def _syntax_diagnostic(path: Path, error: TomlSyntaxError) -> Diagnostic:
-    lowered = error.message.lower()
-    hint = next((h for needle, h in _SYNTAX_HINTS.items() if needle in lowered), "")
     try:
-        line = path.read_text(encoding="utf-8").splitlines()[error.span.line - 1]
+        lines = path.read_bytes().decode("utf-8").split("\n")
+        line = lines[error.span.line - 1].removesuffix("\r")
     except (OSError, UnicodeDecodeError, IndexError):
         line = ""
-    return Diagnostic("error", f"TOML syntax: {error.message}", hint, path, error.span, line)
+    message, span = _explain_syntax(error.message, error.span, line)
+    lowered = message.lower()
+    hint = next((h for needle, h in _SYNTAX_HINTS.items() if needle in lowered), "")
+    return Diagnostic("error", f"TOML syntax: {message}", hint, path, span, line)
+
+
+def _explain_syntax(message: str, span: Span, line: str) -> tuple[str, Span]:
+    """tomllib's message in our words, at the key or header to blame where that is clearer.
+
+    tomllib reports a duplicate where it noticed it (after the value) and shows key
+    paths as Python tuples; people need the key, spelt as they wrote it.
+    """
+    message = _KEY_TUPLE.sub(lambda m: ".".join(ast.literal_eval(m[0])), message)
+    stripped = line.strip()
+    start = len(line) - len(line.lstrip()) + 1
+    if message.startswith("Cannot declare ") and stripped.startswith("["):
+        name = message.removeprefix("Cannot declare ").removesuffix(" twice")
+        end = line.find("]", start - 1)
+        end = len(line.rstrip()) if end < 0 else end + (2 if line[end + 1 : end + 2] == "]" else 1)
+        return f"the table [{name}] is declared twice", Span(span.line, start, end + 1)
+    if message == "Cannot overwrite a value" and "=" in stripped and not stripped.startswith("["):
+        key = line[: line.index("=")].strip()
+        return f"{key} is already set", Span(span.line, start, start + len(key))
+    if message in {"Illegal character '\\n'", "Illegal character '\\r'"}:
+        opening = max(line.rfind('"', 0, span.column - 1), line.rfind("'", 0, span.column - 1))
+        column = opening + 1 if opening >= 0 else span.column
+        return (
+            "unterminated string: the line ends before the closing quote",
+            Span(span.line, column, max(span.column, len(line) + 1)),
+        )
+    if message.startswith("Duplicate inline table key "):
+        key = str(ast.literal_eval(message.removeprefix("Duplicate inline table key ")))
+        written = re.escape(key)
+        pattern = rf"(\"{written}\"|'{written}'|(?<![\w-]){written}(?![\w-]))\s*="
+        found = [m for m in re.finditer(pattern, line) if m.start() < span.column - 1]
+        if found:
+            last = found[-1]
+            span = Span(span.line, last.start() + 1, last.start() + len(last[1]) + 1)
+        return f'"{key}" is set twice in one inline table', span
+    if message in _EXPECTED_CLOSER:
+        return f"{message.lower()}: expected {_EXPECTED_CLOSER[message]} here", span
+    return message[:1].lower() + message[1:], span
+
+
+_EXPECTED_CLOSER = {"Unclosed array": '"," or "]"', "Unclosed inline table": '"," or "}"'}
 
 
 def _unreadable(path: Path, error: OSError | UnicodeDecodeError) -> Diagnostic:

@@ -66,7 +66,7 @@ def _app_name(name: str) -> str:
 def _route_target(target: str) -> str:
     if target.startswith("@") and target not in BUILTIN_TARGETS:
         raise ConfigValueError(
-            f"{target!r} is not a built-in", f"the built-ins are {', '.join(BUILTIN_TARGETS)}"
+            f'"{target}" is not a built-in', f"the built-ins are {', '.join(BUILTIN_TARGETS)}"
         )
     return target
 

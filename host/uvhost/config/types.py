@@ -17,6 +17,7 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,7 +36,7 @@ class ConfigValueError(ValueError):
 # ---------------------------------------------------------------- durations
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)\s*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)\s*$", re.ASCII)
 _DURATION_HINT = 'write a number of seconds or a string such as "500ms", "30s", "2m" or "1h"'
 MAX_DURATION = 7 * 24 * 3600.0
 
@@ -45,7 +46,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ConfigValueError(f"expected a duration, got {_show(value)}", _DURATION_HINT)
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too big for a float is longer than any limit
+            seconds = math.inf
     elif isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match is None:
@@ -67,6 +71,7 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest unit that shows `seconds` exactly and parses back to it."""
+    seconds = float(seconds)
     milliseconds = seconds * 1000
     if seconds >= 1 and seconds.is_integer():
         whole = int(seconds)
@@ -77,7 +82,9 @@ def format_duration(seconds: float) -> str:
         return f"{whole}s"
     if milliseconds.is_integer() and parse_duration(f"{int(milliseconds)}ms") == seconds:
         return f"{int(milliseconds)}ms"
-    return f"{seconds!r}s"
+    # repr() is the shortest text that reads back as the same float, but it may use an
+    # exponent ("1e-05"), which the duration syntax has no room for: spell it out.
+    return f"{Decimal(repr(seconds)):f}s"
 
 
 Duration = Annotated[
@@ -107,7 +114,7 @@ _SIZE_UNITS = {
     "MiB": 1024**2,
     "GiB": 1024**3,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.ASCII)
 _SIZE_HINT = 'write a number of bytes or a string such as "64KiB", "16MiB" or "1GiB"'
 
 
@@ -216,7 +223,7 @@ def parse_bind(value: object) -> BindAddress:
         return UnixBind(Path(path))
     if text.startswith("fd:"):
         digits = text[len("fd:") :]
-        if not digits.isdigit():
+        if not _is_number(digits):
             raise ConfigValueError(f"{_show(value)}: the fd must be a number", _BIND_HINT)
         fd = int(digits)
         if fd < 3:
@@ -250,12 +257,17 @@ def _parse_tcp(text: str, original: object) -> TcpBind:
             )
         if not _is_ipv4(host) and not _HOSTNAME_RE.match(host):
             raise ConfigValueError(f"{_show(host)} is not an IP address or host name", _BIND_HINT)
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not _is_number(port_text) or int(port_text) > 65535:
         raise ConfigValueError(
             f"{_show(port_text)} is not a port",
             "a port is a number from 0 to 65535 (0 picks a free one)",
         )
     return TcpBind(host, int(port_text))
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²", which int() then refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _is_ipv4(host: str) -> bool:
@@ -283,9 +295,13 @@ _TARGET_RE = re.compile(TARGET_PATTERN)
 
 def parse_target(value: object) -> str:
     if not isinstance(value, str) or not _TARGET_RE.match(value):
+        module = value.partition(":")[0] if isinstance(value, str) else ""
+        file_like = "/" in module or "\\" in module or module.endswith(".py")
         raise ConfigValueError(
             f"{_show(value)} is not an app target",
-            'write "module:attribute", e.g. "myproject.main:app"',
+            'name the module as you would import it: "api.main:app", not "api/main.py:app"'
+            if file_like
+            else 'write "module:attribute", e.g. "myproject.main:app"',
         )
     return value
 
@@ -315,7 +331,7 @@ def check_name(name: str, what: str) -> str:
     if not _NAME_RE.match(name):
         raise ConfigValueError(
             f"{_show(name)} is not a valid {what} name",
-            "use letters, digits, '-' and '_' (at most 63), starting with a letter or digit",
+            "use ASCII letters, digits, '-' and '_' (at most 63), starting with a letter or digit",
         )
     return name
 
@@ -340,7 +356,7 @@ def parse_mode(value: object) -> int:
 UnixMode = Annotated[
     int,
     PlainValidator(parse_mode),
-    PlainSerializer(lambda mode: f"{mode:o}", return_type=str),
+    PlainSerializer(lambda mode: f"{mode:03o}", return_type=str),  # "007", not "7": parses back
     WithJsonSchema(
         {
             "anyOf": [

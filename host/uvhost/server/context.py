@@ -1,0 +1,64 @@
+"""What every connection of one listener shares, built once when the worker starts.
+
+Invariants:
+- Built from the config once per listener; the request path only reads it.
+- `preamble` (Server and Date lines) is rebuilt once a second by the worker,
+  never per response.
+- `connections` is the worker's registry of live connections on this
+  listener, used for draining and for `limit_concurrency`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from uvhost.config.model import Listener
+from uvhost.server import wire
+from uvhost.server.proxy import TrustedProxies
+from uvhost.server.router import Router
+
+if TYPE_CHECKING:
+    from uvhost.server.http import HttpProtocol
+
+AccessLog = Callable[..., None]
+
+
+@dataclass(eq=False)
+class ListenerContext:
+    name: str
+    settings: Listener
+    router: Router
+    scheme: str
+    states: Mapping[str, dict[str, Any]]
+    access_log: AccessLog | None = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("uvhost.error"))
+    connections: set[HttpProtocol] = field(default_factory=set)
+    draining: bool = False
+    preamble: bytes = b""
+    defaults: dict[bytes, bytes] = field(default_factory=dict)
+    proxies: TrustedProxies | None = None
+    drained: asyncio.Event | None = None
+
+    def __post_init__(self) -> None:
+        listener = self.settings
+        self.defaults = {
+            name.lower().encode("latin-1"): value.encode("latin-1")
+            for name, value in listener.headers.items()
+        }
+        if listener.proxy_headers:
+            self.proxies = TrustedProxies(listener.forwarded_allow_ips)
+        self.refresh_preamble()
+
+    def refresh_preamble(self) -> None:
+        self.preamble = wire.preamble(
+            server_header=self.settings.server_header, date_header=self.settings.date_header
+        )
+
+    def forget(self, connection: HttpProtocol) -> None:
+        self.connections.discard(connection)
+        if self.drained is not None and not self.connections:
+            self.drained.set()

@@ -1,0 +1,247 @@
+"""One HTTP request/response as seen by an ASGI app: `receive` and `send`.
+
+Invariants:
+- One explicit `Phase` per exchange. An ASGI message that the phase does
+  not allow is one table lookup and one clear RuntimeError for the app.
+- Request body chunks are kept as the parser hands them and joined at most
+  once per `receive`; nothing is copied on the way in.
+- The response head is held back until the first body message, so a head
+  and a complete body leave in a single write with a content-length.
+- This module decides; the protocol (`http.py`) owns the transport, the
+  timers and the parser. The exchange talks to it through a few methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import TYPE_CHECKING, Any
+
+from uvhost.server import wire
+from uvhost.server.asgi_types import Message, Scope
+
+if TYPE_CHECKING:
+    from uvhost.server.http import HttpProtocol
+    from uvhost.server.router import Endpoint
+
+READ_HIGH_WATER = 256 * 1024  # pause reading while this much body waits for the app
+
+DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class Phase(enum.Enum):
+    START = "awaiting http.response.start"
+    HEAD = "head held, awaiting the first body"
+    BODY = "streaming the body"
+    DONE = "response complete"
+
+
+EXPECTED_SEND = {
+    Phase.START: "http.response.start",
+    Phase.HEAD: "http.response.body",
+    Phase.BODY: "http.response.body",
+}
+
+
+class Exchange:
+    __slots__ = (
+        "body",
+        "body_complete",
+        "body_size",
+        "buffered",
+        "content_length",
+        "counts_body",
+        "disconnected",
+        "endpoint",
+        "expect_continue",
+        "framing",
+        "headers_out",
+        "http11",
+        "is_head",
+        "keep_alive",
+        "max_body",
+        "phase",
+        "protocol",
+        "request_delivered",
+        "response_bytes",
+        "scope",
+        "sent",
+        "started_at",
+        "status",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        protocol: HttpProtocol,
+        scope: Scope,
+        endpoint: Endpoint | None,
+        *,
+        keep_alive: bool,
+        expect_continue: bool,
+        max_body: int,
+        started_at: float,
+    ) -> None:
+        self.protocol = protocol
+        self.scope = scope
+        self.endpoint = endpoint
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.max_body = max_body
+        self.started_at = started_at
+        self.http11 = scope["http_version"] == "1.1"
+        self.is_head = scope["method"] == "HEAD"
+        self.phase = Phase.START
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.body_size = 0
+        self.body_complete = False
+        self.request_delivered = False
+        self.disconnected = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.status = 0
+        self.headers_out: Any = ()
+        self.framing: wire.Framing | None = None
+        self.content_length = -1  # declared by the app; -1 when uvhost frames the body
+        self.counts_body = False
+        self.sent = 0
+        self.response_bytes = 0
+
+    # ------------------------------------------------ events from the parser
+
+    def feed_body(self, data: bytes) -> bool:
+        """Buffer a body chunk; False when the body is over the app's limit."""
+        self.body_size += len(data)
+        if self.body_size > self.max_body:
+            return False
+        if self.phase is not Phase.DONE and not self.disconnected:
+            self.body.append(data)
+            self.buffered += len(data)
+            self._wake()
+        return True
+
+    def finish_body(self) -> None:
+        self.body_complete = True
+        self._wake()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------- receive
+
+    async def receive(self) -> Message:
+        while True:
+            if self.disconnected or self.phase is Phase.DONE:
+                return DISCONNECT
+            if self.body or (self.body_complete and not self.request_delivered):
+                return self._next_body_message()
+            if self.request_delivered:
+                pass  # wait for a disconnect or the end of the response
+            elif self.expect_continue:
+                self.expect_continue = False
+                self.protocol.write_now(wire.CONTINUE)
+            self.waiter = self.protocol.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def _next_body_message(self) -> Message:
+        chunks = self.body
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.body = []
+        was_high = self.buffered >= READ_HIGH_WATER
+        self.buffered = 0
+        if was_high:
+            self.protocol.update_reading()
+        more = not self.body_complete
+        self.request_delivered = not more
+        return {"type": "http.request", "body": data, "more_body": more}
+
+    # ---------------------------------------------------------------- send
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        phase = self.phase
+        if phase is Phase.DONE or kind != EXPECTED_SEND[phase]:
+            if self.disconnected:
+                return  # the client is gone; late messages are dropped, not errors
+            expected = EXPECTED_SEND.get(phase, "nothing more")
+            raise RuntimeError(f"ASGI: sent {kind!r} while {phase.value}; expected {expected}")
+        if self.disconnected:
+            return
+        if phase is Phase.START:
+            self.status = int(message["status"])
+            self.headers_out = message.get("headers") or ()
+            self.phase = Phase.HEAD
+            return
+        body: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        out = self._frame(body, more)
+        if not more:
+            self.phase = Phase.DONE
+            if self.counts_body and self.sent < self.content_length:
+                self.protocol.app_error(
+                    self, f"response ended after {self.sent} of {self.content_length} bytes"
+                )
+                self.protocol.write_now(out)
+                self.protocol.close()
+                return
+            self.protocol.finish_response(self, out)
+            return
+        if out:
+            await self.protocol.write(out)
+
+    def _frame(self, body: bytes, more: bool) -> bytes:
+        """The bytes for one body message, with the head in front of the first."""
+        prefix = b""
+        if self.phase is Phase.HEAD:
+            framing = wire.build_head(
+                self.status,
+                self.headers_out,
+                preamble=self.protocol.context.preamble,
+                defaults=self.protocol.context.defaults,
+                keep_alive=self.keep_alive,
+                http11=self.http11,
+                first_body=body,
+                more_body=more,
+                method_is_head=self.is_head,
+            )
+            self.framing = framing
+            self.keep_alive = framing.keep_alive
+            declared = framing.content_length
+            self.content_length = -1 if declared is None else declared
+            self.counts_body = declared is not None and wire.body_allowed(self.status, self.is_head)
+            self.phase = Phase.BODY
+            prefix = framing.head
+        else:
+            framing = self.framing  # type: ignore[assignment]  # set with the first body
+        if not body or not wire.body_allowed(self.status, self.is_head):
+            tail = wire.LAST_CHUNK if framing.chunked and not more else b""
+            return prefix + tail if prefix or tail else b""
+        self.response_bytes += len(body)
+        if framing.chunked:
+            data = wire.chunk(body) + (b"" if more else wire.LAST_CHUNK)
+        else:
+            data = body
+            if self.counts_body:
+                self.sent += len(body)
+                if self.sent > self.content_length:
+                    raise_too_long(self)
+        return prefix + data if prefix else data
+
+
+class ResponseTooLongError(RuntimeError):
+    """The app sent more bytes than its content-length; the connection is closed."""
+
+
+def raise_too_long(exchange: Exchange) -> None:
+    raise ResponseTooLongError(
+        f"response body longer than its content-length ({exchange.content_length} bytes)"
+    )

@@ -1,0 +1,437 @@
+"""HTTP/1.1 over httptools: one `HttpProtocol` per connection.
+
+Invariants:
+- Never imports supervisor/: this is the worker's side only.
+- Requests on a connection are answered in order: one exchange runs at a
+  time, later pipelined requests wait in `pipeline` and reading pauses.
+- A client fault (malformed request, head too large or too slow, body too
+  large, too many connections) gets a canned 4xx/5xx and a closed
+  connection, written only after any earlier response, never a crash. An
+  app fault is logged once and answered with 500 or a close.
+- Writes are coalesced: the last message of a response leaves with any
+  buffered bytes in one `write()`; intermediate chunks are flushed at the
+  end of the loop turn (or at 64 KiB), so a lone chunk is never delayed.
+- No per-request allocation for logging when the access log is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any, cast
+from urllib.parse import unquote
+
+import httptools
+
+from uvhost.server import wire
+from uvhost.server.asgi_types import Scope
+from uvhost.server.context import ListenerContext
+from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, ResponseTooLongError
+from uvhost.server.proxy import forwarded_client
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+FLUSH_THRESHOLD = 64 * 1024
+UNLIMITED = 1 << 62
+
+
+class HeadTooLargeError(Exception):
+    """Raised inside a parser callback; turned into 431 by `data_received`."""
+
+
+class UnsupportedVersionError(Exception):
+    """HTTP/0.9 (which llhttp accepts) or anything but 1.0/1.1; turned into 505."""
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, context: ListenerContext, loop: asyncio.AbstractEventLoop) -> None:
+        self.context = context
+        self.loop = loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.exchange: Exchange | None = None  # the one whose response is being written
+        self.parsing: Exchange | None = None  # the one whose body the parser is reading
+        self.pipeline: deque[Exchange] = deque()
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.content_length = -1
+        self.expect_continue = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timing_head = False  # the armed timer is the header timeout
+        self.in_head = False
+        self.reading_paused = False
+        self.writable: asyncio.Future[None] | None = None
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.flush_scheduled = False
+        self.deferred_reject: tuple[int, str] | None = None
+        self.close_after_response = False
+
+    # ----------------------------------------------------------- connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.context.connections.add(self)
+        peer = self.transport.get_extra_info("peername")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        sock = self.transport.get_extra_info("sockname")
+        if isinstance(sock, tuple):
+            self.server = (str(sock[0]), int(sock[1]))
+        elif sock:
+            self.server = (str(sock), None)
+        limit = self.context.settings.limit_concurrency
+        if limit is not None and len(self.context.connections) > limit:
+            self.reject(503, "the server is at its connection limit")
+            return
+        self._arm(self.context.settings.keep_alive_timeout, self._on_idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.context.forget(self)
+        self._disarm()
+        if self.exchange is not None:
+            self.exchange.disconnect()
+        for waiting in self.pipeline:
+            waiting.disconnect()
+        self.pipeline.clear()
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject_after_pending(501, "protocol upgrades are not supported here")
+        except httptools.HttpParserCallbackError as error:
+            cause = error.__context__
+            if isinstance(cause, HeadTooLargeError):
+                self._reject_after_pending(431, "request head too large")
+            elif isinstance(cause, UnsupportedVersionError):
+                self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
+            else:
+                self._reject_after_pending(400, "bad request")
+        except httptools.HttpParserError:
+            self._reject_after_pending(400, "malformed HTTP request")
+        else:
+            if self.in_head and not self.timing_head and self.exchange is None:
+                self._arm(self.context.settings.header_timeout, self._on_header_timeout)
+                self.timing_head = True
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; an exchange in flight sees a disconnect
+
+    # ------------------------------------------------------ parser callbacks
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.head_size = 0
+        self.content_length = -1
+        self.expect_continue = False
+        self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_size += len(url)
+        if self.head_size > self.context.settings.max_header_bytes:
+            raise HeadTooLargeError
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.context.settings.max_header_bytes:
+            raise HeadTooLargeError
+        if name == b"content-length":
+            self.content_length = int(value)
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise UnsupportedVersionError(version)
+        parsed = httptools.parse_url(self.url)
+        raw_path: bytes = parsed.path
+        path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
+        context = self.context
+        endpoint = context.router.resolve(path)
+        client, scheme = self.client, context.scheme
+        if context.proxies is not None:
+            client, scheme = forwarded_client(self.headers, client, scheme, context.proxies)
+        prefix = endpoint.proxy_prefix if endpoint is not None else ""
+        state = context.states.get(endpoint.name) if endpoint is not None else None
+        scope: Scope = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": version,
+            "server": self.server,
+            "client": client,
+            "scheme": scheme,
+            "method": parser.get_method().decode("ascii"),
+            "root_path": endpoint.root_path if endpoint is not None else "",
+            "path": prefix + path if prefix else path,
+            "raw_path": prefix.encode() + raw_path if prefix else raw_path,
+            "query_string": parsed.query or b"",
+            "headers": self.headers,
+            "state": state.copy() if state else {},
+        }
+        max_body = endpoint.max_body_bytes if endpoint is not None else UNLIMITED
+        if self.content_length > max_body:
+            self._reject_after_pending(413, "request body too large")
+            return
+        exchange = Exchange(
+            self,
+            scope,
+            endpoint,
+            keep_alive=parser.should_keep_alive() and not context.draining,
+            expect_continue=self.expect_continue and version == "1.1",
+            max_body=max_body,
+            started_at=time.monotonic(),
+        )
+        self.parsing = exchange
+        if self.exchange is None:
+            self._disarm()
+            self._start(exchange)
+        else:
+            self.pipeline.append(exchange)
+            self.update_reading()
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.parsing
+        if exchange is not None and not exchange.feed_body(body):
+            self.parsing = None
+            if exchange.phase is Phase.START and exchange is self.exchange:
+                exchange.disconnect()
+                self._reject_after_pending(413, "request body too large", force=True)
+            else:
+                exchange.disconnect()
+                self.close()
+            return
+        if exchange is not None and exchange.buffered >= READ_HIGH_WATER:
+            self.update_reading()
+
+    def on_message_complete(self) -> None:
+        exchange = self.parsing
+        if exchange is not None:
+            exchange.finish_body()
+        self.parsing = None
+
+    # -------------------------------------------------------------- running
+
+    def _start(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        endpoint = exchange.endpoint
+        app = endpoint.app if endpoint is not None else not_found
+        self.loop.create_task(self._run(app, exchange))
+
+    async def _run(self, app: Any, exchange: Exchange) -> None:
+        try:
+            await app(exchange.scope, exchange.receive, exchange.send)
+        except ResponseTooLongError as error:
+            self.app_error(exchange, str(error))
+            self.close()
+            return
+        except wire.BadResponseHeaderError as error:
+            self.app_error(exchange, f"invalid response: {error}")
+            self._answer_app_failure(exchange)
+            return
+        except Exception as error:  # noqa: BLE001 - any app failure is answered, not raised
+            self.app_error(exchange, "exception in ASGI app", error)
+            self._answer_app_failure(exchange)
+            return
+        if exchange.phase is Phase.DONE or exchange.disconnected:
+            return
+        if exchange.phase is Phase.START:
+            self.app_error(exchange, "ASGI app returned without starting a response")
+        else:
+            self.app_error(exchange, "ASGI app returned before completing its response")
+        self._answer_app_failure(exchange)
+
+    def _answer_app_failure(self, exchange: Exchange) -> None:
+        """500 if nothing of the response was written yet, otherwise close."""
+        if exchange.disconnected:
+            return
+        if exchange.phase in (Phase.START, Phase.HEAD):
+            exchange.phase = Phase.DONE
+            self.write_now(wire.canned(500))
+        self.close()
+
+    def app_error(
+        self, exchange: Exchange, message: str, error: BaseException | None = None
+    ) -> None:
+        scope = exchange.scope
+        self.context.logger.error(
+            "%s (%s %s)",
+            message,
+            scope["method"],
+            scope["path"],
+            exc_info=error,
+        )
+
+    def finish_response(self, exchange: Exchange, data: bytes) -> None:
+        """The last bytes of a response: one write, then keep-alive, the next request or close."""
+        self.write_now(data)
+        if self.context.access_log is not None:
+            self.context.access_log(exchange, self.context.name)
+        if self.deferred_reject is not None:
+            self.reject(*self.deferred_reject)
+            return
+        keep = exchange.keep_alive and not self.close_after_response
+        if keep and exchange.expect_continue and not exchange.body_complete:
+            keep = False  # we never asked for the body; the client may still send it
+        if not keep:
+            self.close()
+            return
+        self.exchange = None
+        if self.pipeline:
+            self._start(self.pipeline.popleft())
+            self.update_reading()
+            return
+        self.update_reading()
+        if self.in_head:
+            self._arm(self.context.settings.header_timeout, self._on_header_timeout)
+            self.timing_head = True
+        elif self.parsing is None:
+            self._arm(self.context.settings.keep_alive_timeout, self._on_idle_timeout)
+
+    # ------------------------------------------------------------- writing
+
+    def write_now(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.pending:
+            self.pending.append(data)
+            data = b"".join(self.pending)
+            self.pending = []
+            self.pending_size = 0
+        if data:
+            transport.write(data)
+
+    async def write(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= FLUSH_THRESHOLD:
+            self.flush()
+        elif not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+        if self.writable is not None:
+            await self.writable
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.pending:
+            self.write_now(b"")
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    # ------------------------------------------------------------- reading
+
+    def update_reading(self) -> None:
+        """Pause while requests wait in the pipeline or a body waits for the app."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        parsing = self.parsing
+        pause = bool(self.pipeline) or (parsing is not None and parsing.buffered >= READ_HIGH_WATER)
+        if pause and not self.reading_paused:
+            self.reading_paused = True
+            transport.pause_reading()
+        elif not pause and self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+
+    # -------------------------------------------------- rejecting and closing
+
+    def reject(self, status: int, message: str) -> None:
+        self.write_now(wire.canned(status, message))
+        self.close()
+
+    def _reject_after_pending(self, status: int, message: str, *, force: bool = False) -> None:
+        """Answer a client fault after the response in progress (if any), then close."""
+        self.parsing = None
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        for waiting in self.pipeline:
+            waiting.disconnect()
+        self.pipeline.clear()
+        current = self.exchange
+        if current is None or force or current.phase is Phase.DONE:
+            if current is not None and current.phase is not Phase.DONE:
+                current.phase = Phase.DONE
+            self.reject(status, message)
+        else:
+            self.deferred_reject = (status, message)
+
+    def close(self) -> None:
+        self._disarm()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if self.pending:
+                self.write_now(b"")
+            transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def shutdown(self) -> None:
+        """Draining: close now if idle, else after the response in progress."""
+        if self.exchange is None:
+            self.close()
+        else:
+            self.close_after_response = True
+
+    # ---------------------------------------------------------------- timers
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(delay, callback)
+        self.timing_head = False
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.timing_head = False
+
+    def _on_idle_timeout(self) -> None:
+        self.timer = None
+        if self.exchange is None:
+            self.close()
+
+    def _on_header_timeout(self) -> None:
+        self.timer = None
+        if self.exchange is None:
+            self.reject(408, "request head not received in time")
+
+
+async def not_found(scope: Scope, receive: Any, send: Any) -> None:
+    """What a listener answers when no route matches: the host's own 404."""
+    body = b"Not Found\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,172 @@
+"""One compiled route table per listener: from a decoded request path to an endpoint.
+
+Invariants:
+- Compiled once per listener per worker generation; `resolve` allocates
+  nothing and does no string building. Every string it compares against is
+  precomputed here, and everything the server puts into a scope for the
+  endpoint (`root_path`, the prefix prepended to `path` and `raw_path`) is
+  computed here too, so a request only concatenates.
+- A whole-port app (a single mount at "") resolves without a loop or a string
+  operation: `compile` returns a router whose `resolve` hands back its one
+  endpoint, and `whole_port` exposes it so the server may skip `resolve`.
+- Otherwise `resolve` is one short scan over the non-root mounts, longest
+  prefix first (plan.py sorts them), testing `path == prefix` and
+  `path.startswith(prefix + "/")` with `prefix + "/"` prebuilt; a root mount
+  ("") is never scanned, it is the fallback. So matches fall on `/` segment
+  boundaries: "/api" serves "/api" and "/api/x", never "/apiary".
+- Paths are compared percent-decoded, as plan.py normalises prefixes, so
+  "/caf%C3%A9" and "/café" are the same mount.
+
+The root_path rule (Starlette's `Mount`, which FastAPI expects; ASGI says
+`path` includes `root_path`):
+
+    proxy_prefix      = listener.root_path + app.root_path
+    scope["root_path"] = proxy_prefix + mount prefix
+    scope["path"]      = proxy_prefix + request path        (the whole path)
+    scope["raw_path"]  = quote(proxy_prefix) + raw request path
+
+`proxy_prefix` is what a reverse proxy in front of us strips before
+forwarding; putting it back makes `path` the URL the client asked for and
+keeps `path.startswith(root_path)` true, so an app mounted at "/api" behind a
+proxy at "/myapp" sees root_path "/myapp/api" and path "/myapp/api/items",
+and routes on the remainder "/items". Built-ins take only the listener's
+`root_path`: they have no app settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from uvhost.config.model import AppSettings, Listener, WebSocketSettings
+from uvhost.config.plan import RouteTable
+from uvhost.server.asgi_types import ASGIApp
+
+__all__ = ["BUILTIN_MAX_BODY_BYTES", "Endpoint", "Router"]
+
+BUILTIN_MAX_BODY_BYTES = 64 * 1024
+"""Body limit of @health and @metrics: they read no body, so a small one suffices."""
+
+# Characters left as they are when a configured prefix is encoded for raw_path:
+# the RFC 3986 sub-delims and the ":@" allowed in a path segment.
+_PATH_SAFE = "/!$&'()*+,;=:@~"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a request goes and what its scope says about the mount."""
+
+    name: str
+    """The app's name, or "@health" / "@metrics"."""
+    app: ASGIApp
+    prefix: str
+    """The normalised mount prefix ("" for the root)."""
+    root_path: str
+    """`scope["root_path"]`: proxy_prefix + prefix."""
+    proxy_prefix: str
+    """Prepended to `scope["path"]`: listener.root_path + app.root_path."""
+    max_body_bytes: int
+    websocket: WebSocketSettings | None
+    """None for built-ins, which refuse WebSocket upgrades."""
+    raw_proxy_prefix: bytes = field(default=b"")
+    """`proxy_prefix` percent-encoded, prepended to `scope["raw_path"]`."""
+
+
+class Router:
+    """A listener's mounts; build it with `Router.compile`."""
+
+    __slots__ = ("_fallback", "_scan", "endpoints")
+
+    endpoints: tuple[Endpoint, ...]
+    """Every endpoint, in table order (longest prefix first)."""
+
+    def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
+        self.endpoints = endpoints
+        self._scan = tuple((e.prefix, e.prefix + "/", e) for e in endpoints if e.prefix)
+        roots = [e for e in endpoints if not e.prefix]
+        self._fallback = roots[0] if roots else None
+
+    @classmethod
+    def compile(
+        cls,
+        table: RouteTable,
+        listener: Listener,
+        apps: Mapping[str, ASGIApp],
+        settings: Mapping[str, AppSettings],
+        builtins: Mapping[str, ASGIApp],
+    ) -> Router:
+        """Resolve every mount of `table` to its app; a missing app is a KeyError."""
+        endpoints = tuple(
+            _endpoint(
+                mount.prefix,
+                mount.target,
+                listener=listener,
+                apps=apps,
+                settings=settings,
+                builtins=builtins,
+            )
+            for mount in table.mounts
+        )
+        if len(endpoints) == 1 and not endpoints[0].prefix:
+            return _WholePort(endpoints)
+        return cls(endpoints)
+
+    @property
+    def whole_port(self) -> Endpoint | None:
+        """The only endpoint when one app serves the whole port, else None."""
+        return None
+
+    def resolve(self, path: str) -> Endpoint | None:
+        """The endpoint for a percent-decoded request path, or None (answer 404)."""
+        for prefix, below, endpoint in self._scan:
+            if path.startswith(below) or path == prefix:
+                return endpoint
+        return self._fallback
+
+
+class _WholePort(Router):
+    """One app at "": every path is its own."""
+
+    __slots__ = ("_only",)
+
+    def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
+        super().__init__(endpoints)
+        self._only = endpoints[0]
+
+    @property
+    def whole_port(self) -> Endpoint | None:
+        return self._only
+
+    def resolve(self, path: str) -> Endpoint | None:
+        return self._only
+
+
+def _endpoint(
+    prefix: str,
+    target: str,
+    *,
+    listener: Listener,
+    apps: Mapping[str, ASGIApp],
+    settings: Mapping[str, AppSettings],
+    builtins: Mapping[str, ASGIApp],
+) -> Endpoint:
+    if target in builtins:
+        proxy_prefix = listener.root_path
+        app, max_body, websocket = builtins[target], BUILTIN_MAX_BODY_BYTES, None
+    else:
+        if target not in apps or target not in settings:
+            raise KeyError(f'route "{prefix or "/"}" names app "{target}", which is not loaded')
+        own = settings[target]
+        proxy_prefix = listener.root_path + own.root_path
+        app, max_body, websocket = apps[target], own.max_body_bytes, own.websocket
+    return Endpoint(
+        name=target,
+        app=app,
+        prefix=prefix,
+        root_path=proxy_prefix + prefix,
+        proxy_prefix=proxy_prefix,
+        max_body_bytes=max_body,
+        websocket=websocket,
+        raw_proxy_prefix=quote(proxy_prefix, safe=_PATH_SAFE).encode("ascii"),
+    )

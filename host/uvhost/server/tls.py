@@ -1,0 +1,114 @@
+"""An `ssl.SSLContext` for a listener's `tls` table.
+
+Invariants:
+- Pure with respect to the process: reads the configured files, returns a
+  new context, touches no socket and no global state. So a worker can build
+  a fresh context when TLS files change and give it to new connections
+  while old ones keep theirs.
+- Every failure is one `TlsSetupError` whose `message` is one line naming
+  the file or setting at fault; `config/checks.py` diagnoses the same
+  problems with positions before a worker ever starts, so this is the last
+  line of defence (files changed between check and start), not the main one.
+- OpenSSL is never allowed to prompt: the private-key password is always
+  passed as a callable, so an encrypted key without `password` fails with a
+  message instead of blocking the worker on a terminal read.
+- Defaults are the conservative server ones: TLS 1.2 or later, no
+  compression (CRIME), no renegotiation (a client-triggered CPU sink), the
+  server's cipher order, ALPN "http/1.1" only (we speak no HTTP/2, so we do
+  not let a client pick it).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from uvhost.config.model import TlsSettings
+
+__all__ = ["ALPN_PROTOCOLS", "TlsSetupError", "build_context"]
+
+ALPN_PROTOCOLS = ("http/1.1",)
+
+_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+_VERIFY = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
+class TlsSetupError(Exception):
+    """A TLS table that cannot become a context; `message` is one line."""
+
+    message: str
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def build_context(settings: TlsSettings) -> ssl.SSLContext:
+    """A server context for `settings`; raises TlsSetupError."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = _VERSIONS[settings.min_version]
+    context.options |= (
+        ssl.OP_NO_COMPRESSION
+        | ssl.OP_NO_RENEGOTIATION
+        | ssl.OP_CIPHER_SERVER_PREFERENCE
+        | ssl.OP_SINGLE_DH_USE
+        | ssl.OP_SINGLE_ECDH_USE
+    )
+    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    if settings.ciphers is not None:
+        try:
+            context.set_ciphers(settings.ciphers)
+        except ssl.SSLError as exc:
+            raise TlsSetupError(f'no cipher matches "{settings.ciphers}"') from exc
+    _load_chain(context, settings)
+    if settings.client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=settings.client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise TlsSetupError(
+                f"cannot load client CA file {settings.client_ca}: {_reason(exc)}"
+            ) from exc
+    elif settings.client_auth != "none":
+        raise TlsSetupError(f'client_auth = "{settings.client_auth}" needs client_ca')
+    context.verify_mode = _VERIFY[settings.client_auth]
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, settings: TlsSettings) -> None:
+    secret = settings.password.get_secret_value() if settings.password is not None else ""
+    asked: list[bool] = []
+
+    def password() -> str:
+        asked.append(True)
+        return secret
+
+    key: Path = settings.private_key or settings.certificate
+    try:
+        context.load_cert_chain(settings.certificate, settings.private_key, password)
+    except ssl.SSLError as exc:
+        reason = _reason(exc)
+        if "KEY_VALUES_MISMATCH" in reason.upper():
+            message = f"private key {key} does not match certificate {settings.certificate}"
+        elif asked and settings.password is None:
+            message = f"private key {key} is encrypted and no password is set"
+        elif asked:
+            message = f"private key {key} cannot be decrypted with the configured password"
+        else:
+            message = (
+                f"cannot load certificate {settings.certificate} and key {key}: {reason} "
+                "(both must be PEM)"
+            )
+        raise TlsSetupError(message) from exc
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise TlsSetupError(f"cannot read TLS file{where}: {_reason(exc)}") from exc
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return exc.strerror or str(exc)

@@ -1,0 +1,183 @@
+"""HTTP/1.1 bytes with no I/O: status lines, response heads, chunk framing, canned errors.
+
+Invariants:
+- Pure functions and precomputed tables; nothing here touches a transport,
+  a timer or the event loop, so every rule is testable on bytes alone.
+- A response head leaves here only after its header names were checked to
+  be tokens and its values to hold no CR, LF or NUL: an app cannot split a
+  response or inject headers, whatever it sends.
+- Framing headers (content-length, transfer-encoding, connection) are
+  decided here from what the app sent and what the request allows; the
+  protocol only says whether it wants keep-alive.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+
+SERVER_NAME = b"uvhost"
+
+STATUS_LINES: dict[int, bytes] = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
+    for status in HTTPStatus
+}
+
+_TOKEN_INVALID = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_VALUE_INVALID = re.compile(rb"[\r\n\x00]")
+
+Headers = Iterable[tuple[bytes, bytes]]
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d \r\n" % status
+    return line
+
+
+class BadResponseHeaderError(ValueError):
+    """The app sent a header that cannot be written safely; it is the app's fault (500)."""
+
+
+@dataclass(slots=True)
+class Framing:
+    """What the head says about the body, decided once per response."""
+
+    head: bytes
+    chunked: bool
+    content_length: int | None  # declared by the app, None when we frame it
+    keep_alive: bool
+
+
+def body_allowed(status: int, method_is_head: bool) -> bool:
+    return not (method_is_head or status < 200 or status in (204, 304))
+
+
+def build_head(
+    status: int,
+    headers: Headers,
+    *,
+    preamble: bytes,
+    defaults: dict[bytes, bytes],
+    keep_alive: bool,
+    http11: bool,
+    first_body: bytes | None,
+    more_body: bool,
+    method_is_head: bool,
+) -> Framing:
+    """The response head and its framing.
+
+    `first_body`/`more_body` describe the first body message when it is
+    already known (the common case: headers and a complete body written at
+    once), so a content-length can be set instead of chunked framing.
+    `preamble` holds the shared Server/Date lines; `defaults` are the
+    listener's extra headers, added unless the app set a header of that name.
+    """
+    if not 100 <= status <= 999:
+        raise BadResponseHeaderError(f"status {status!r} is not a three-digit HTTP status")
+    lines = [status_line(status), preamble]
+    app_says = _copy_headers(headers, lines, defaults)
+    keep_alive = keep_alive and not app_says.close
+    content_length = app_says.content_length
+
+    chunked = False
+    if content_length is None and body_allowed(status, method_is_head):
+        if first_body is not None and not more_body:
+            lines.append(b"content-length: %d\r\n" % len(first_body))
+        elif http11:
+            chunked = True
+            lines.append(b"transfer-encoding: chunked\r\n")
+        else:
+            keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+    if not keep_alive:
+        lines.append(b"connection: close\r\n")
+    elif not http11:
+        lines.append(b"connection: keep-alive\r\n")
+    lines.append(b"\r\n")
+    return Framing(b"".join(lines), chunked, content_length, keep_alive)
+
+
+@dataclass(slots=True)
+class _AppHeaders:
+    content_length: int | None = None
+    close: bool = False
+
+
+def _copy_headers(
+    headers: Headers, lines: list[bytes], defaults: dict[bytes, bytes]
+) -> _AppHeaders:
+    """Append the app's headers (checked) and the listener defaults it did not override."""
+    found = _AppHeaders()
+    names: list[bytes] = []
+    values: list[bytes] = []
+    overridden: set[bytes] = set()
+    for name, value in headers:
+        lowered = name.lower()
+        names.append(name)
+        values.append(value)
+        if lowered == b"content-length":
+            found.content_length = _parse_length(value)
+        elif lowered == b"connection":
+            found.close = found.close or b"close" in value.lower()
+            continue  # the connection header is ours to write
+        elif lowered == b"transfer-encoding":
+            continue  # framing is ours to decide
+        if defaults and lowered in defaults:
+            overridden.add(lowered)
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if _TOKEN_INVALID.search(b"".join(names)) or _VALUE_INVALID.search(b"".join(values)):
+        raise BadResponseHeaderError("a header name or value holds CR, LF, NUL or a separator")
+    for name, value in defaults.items():
+        if name not in overridden:
+            lines.append(b"%s: %s\r\n" % (name, value))
+    return found
+
+
+def _parse_length(value: bytes) -> int:
+    if not value.strip().isdigit():
+        raise BadResponseHeaderError(f"content-length {value!r} is not a number")
+    return int(value)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def http_date(now: float | None = None) -> bytes:
+    return formatdate(time.time() if now is None else now, usegmt=True).encode("ascii")
+
+
+def preamble(*, server_header: bool, date_header: bool, now: float | None = None) -> bytes:
+    """The Server and Date lines shared by every response of a listener for one second."""
+    parts = []
+    if server_header:
+        parts.append(b"server: %s\r\n" % SERVER_NAME)
+    if date_header:
+        parts.append(b"date: %s\r\n" % http_date(now))
+    return b"".join(parts)
+
+
+def canned(status: int, message: str | None = None, *, close: bool = True) -> bytes:
+    """A complete plain-text response uvhost writes itself (400, 408, 413, 431, 500, 503...)."""
+    phrase = HTTPStatus(status).phrase if status in STATUS_LINES else "Error"
+    body = (message or phrase).encode("utf-8") + b"\n"
+    head = [
+        status_line(status),
+        b"server: %s\r\n" % SERVER_NAME,
+        b"content-type: text/plain; charset=utf-8\r\n",
+        b"content-length: %d\r\n" % len(body),
+    ]
+    if close:
+        head.append(b"connection: close\r\n")
+    return b"".join(head) + b"\r\n" + body
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

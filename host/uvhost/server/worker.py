@@ -1,0 +1,163 @@
+"""One worker: import the apps, run their lifespans, serve the sockets, drain on stop.
+
+Invariants:
+- Never binds, forks or signals: the sockets arrive already listening (the
+  supervisor owns them, so they outlive this worker), and stopping is an
+  event set by whoever runs us. The same code serves `uvhost run` in one
+  process and, later, each spawned worker process.
+- Startup is all or nothing: an app that fails to import or whose lifespan
+  startup fails raises `WorkerStartupError` before any socket is served.
+- Draining stops accepting first, lets in-flight requests finish (idle
+  keep-alive connections close at once), and cuts what is left at
+  `graceful_timeout`; lifespan shutdown runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvhost.config.plan import Plan, WorkerGroup
+from uvhost.server.access_log import AccessLogger
+from uvhost.server.apps import AppLoadError, load_app
+from uvhost.server.asgi_types import ASGIApp
+from uvhost.server.context import ListenerContext
+from uvhost.server.http import HttpProtocol
+from uvhost.server.lifespan import Lifespan, LifespanFailure
+from uvhost.server.router import Router
+from uvhost.server.tls import TlsSetupError, build_context
+
+logger = logging.getLogger("uvhost.worker")
+
+
+class WorkerStartupError(Exception):
+    """The worker cannot serve: an app failed to import or to start. One line."""
+
+
+@dataclass
+class Worker:
+    plan: Plan
+    groups: Sequence[WorkerGroup]
+    sockets: Mapping[str, socket.socket]
+    builtins: Mapping[str, ASGIApp] = field(default_factory=dict)
+    lifespans: dict[str, Lifespan] = field(default_factory=dict)
+    contexts: list[ListenerContext] = field(default_factory=list)
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    _clock: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        config = self.plan.config
+        apps = self._load_apps()
+        timeout = config.host.startup_timeout
+        for name, app in apps.items():
+            lifespan = Lifespan(app, name=name, mode=config.apps[name].lifespan)
+            self.lifespans[name] = lifespan
+            try:
+                await lifespan.startup(timeout)
+            except LifespanFailure as failure:
+                await self._shutdown_lifespans()
+                raise WorkerStartupError(f'app "{name}": {failure.message}') from failure
+        loop = asyncio.get_running_loop()
+        states = {name: lifespan.state for name, lifespan in self.lifespans.items()}
+        access = AccessLogger() if config.logging.access_log else None
+        for group in self.groups:
+            for listener_name in group.listeners:
+                await self._serve_listener(loop, listener_name, apps, states, access)
+        self._tick()
+
+    def _load_apps(self) -> dict[str, ASGIApp]:
+        config = self.plan.config
+        apps: dict[str, ASGIApp] = {}
+        for group in self.groups:
+            for name in group.apps:
+                os.environ.update(self.plan.app_environments.get(name, {}))
+                settings = config.apps[name]
+                try:
+                    apps[name] = load_app(
+                        settings.target,
+                        app_dir=self.plan.app_dir(name),
+                        factory=settings.factory,
+                        interface=settings.interface,
+                    )
+                except AppLoadError as error:
+                    raise WorkerStartupError(f'app "{name}": {error.message}') from error
+        return apps
+
+    async def _serve_listener(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        apps: Mapping[str, ASGIApp],
+        states: Mapping[str, dict[str, Any]],
+        access: AccessLogger | None,
+    ) -> None:
+        settings = self.plan.config.listeners[name]
+        router = Router.compile(
+            self.plan.route_tables[name], settings, apps, self.plan.config.apps, self.builtins
+        )
+        tls: ssl.SSLContext | None = None
+        if settings.tls is not None:
+            try:
+                tls = build_context(settings.tls)
+            except TlsSetupError as error:
+                raise WorkerStartupError(f'listener "{name}": {error}') from error
+        context = ListenerContext(
+            name,
+            settings,
+            router,
+            "https" if tls is not None else "http",
+            states,
+            access_log=access,
+        )
+        self.contexts.append(context)
+        server = await loop.create_server(
+            lambda: HttpProtocol(context, loop),
+            sock=self.sockets[name],
+            ssl=tls,
+            backlog=settings.backlog,
+        )
+        self.servers.append(server)
+
+    def _tick(self) -> None:
+        """Rebuild the shared Date line once a second."""
+        for context in self.contexts:
+            context.refresh_preamble()
+        self._clock = asyncio.get_running_loop().call_later(1.0, self._tick)
+
+    async def drain(self) -> None:
+        timeout = self.plan.config.host.graceful_timeout
+        for server in self.servers:
+            server.close()
+        waits = []
+        for context in self.contexts:
+            context.draining = True
+            context.drained = asyncio.Event()
+            if not context.connections:
+                context.drained.set()
+            for connection in list(context.connections):
+                connection.shutdown()
+            waits.append(asyncio.ensure_future(context.drained.wait()))
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+            for waiter in pending:
+                waiter.cancel()
+            if pending:
+                left = sum(len(context.connections) for context in self.contexts)
+                logger.warning("graceful timeout: closing %d connection(s) still open", left)
+        for context in self.contexts:
+            for connection in list(context.connections):
+                connection.abort()
+        if self._clock is not None:
+            self._clock.cancel()
+        await self._shutdown_lifespans()
+
+    async def _shutdown_lifespans(self) -> None:
+        timeout = self.plan.config.host.graceful_timeout
+        for lifespan in reversed(list(self.lifespans.values())):
+            await lifespan.shutdown(timeout)

@@ -1,0 +1,155 @@
+"""Binding listening sockets: the only code that knows the kinds of bind address.
+
+Invariants:
+- The supervisor binds every socket before any worker starts, so sockets
+  outlive worker generations and a bad address fails the start with a clear
+  message instead of a worker crash loop.
+- A stale Unix socket file (nobody accepting on it) is replaced; a live one
+  is never stolen. Unix socket files this process created are removed on
+  close, and only those.
+- An inherited fd must already be a listening stream socket; we check
+  rather than discover it on the first accept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uvhost.config.model import Listener
+from uvhost.config.types import BindAddress, FdBind, TcpBind, UnixBind
+
+
+class BindError(Exception):
+    """A listener's address cannot be used; the message names it and says why."""
+
+
+@dataclass
+class BoundSocket:
+    name: str
+    address: BindAddress
+    sock: socket.socket
+    created_path: Path | None = None  # a Unix socket file we made
+
+    def describe(self) -> str:
+        """Where clients connect, e.g. "http://127.0.0.1:8000" or "unix:/run/app.sock"."""
+        if isinstance(self.address, UnixBind):
+            return f"unix:{self.address.path}"
+        host, port = self.sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in str(host) else str(host)
+        return f"{shown}:{port}"
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.created_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.created_path.unlink()
+
+
+@dataclass
+class SocketSet:
+    sockets: dict[str, BoundSocket] = field(default_factory=dict)
+
+    def by_name(self) -> Mapping[str, socket.socket]:
+        return {name: bound.sock for name, bound in self.sockets.items()}
+
+    def __iter__(self) -> Iterator[BoundSocket]:
+        return iter(self.sockets.values())
+
+    def close(self) -> None:
+        for bound in self.sockets.values():
+            bound.close()
+
+
+def bind_all(listeners: Iterable[tuple[str, Listener]]) -> SocketSet:
+    """Bind every listener or none: on the first failure the others are closed."""
+    bound = SocketSet()
+    try:
+        for name, listener in listeners:
+            bound.sockets[name] = bind(name, listener)
+    except BindError:
+        bound.close()
+        raise
+    return bound
+
+
+def bind(name: str, listener: Listener) -> BoundSocket:
+    address = listener.bind
+    try:
+        if isinstance(address, TcpBind):
+            return BoundSocket(name, address, _bind_tcp(address, listener.backlog))
+        if isinstance(address, UnixBind):
+            sock = _bind_unix(address.path, listener.backlog, listener.unix_mode)
+            return BoundSocket(name, address, sock, created_path=address.path)
+        return BoundSocket(name, address, _adopt_fd(address))
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise BindError(f'listener "{name}" cannot listen on {address}: {reason}') from error
+
+
+def _bind_tcp(address: TcpBind, backlog: int) -> socket.socket:
+    infos = socket.getaddrinfo(
+        address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_unix(path: Path, backlog: int, mode: int | None) -> socket.socket:
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        if mode is not None:
+            path.chmod(mode)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _remove_stale(path: Path) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OSError(errno.EEXIST, "the path exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink()  # left behind by a process that is gone
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, "another process is accepting on this socket")
+
+
+def _adopt_fd(address: FdBind) -> socket.socket:
+    os.fstat(address.fd)  # EBADF with a clear message when nothing is open there
+    sock = socket.socket(fileno=address.fd)
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        sock.detach()
+        raise OSError(errno.ENOTSOCK, "the inherited fd is not a listening stream socket")
+    sock.setblocking(False)
+    return sock
