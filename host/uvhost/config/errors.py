@@ -12,7 +12,6 @@ Invariants:
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +163,7 @@ def _translate(details: ErrorDetails, root: type[BaseModel]) -> Problem:
         key = str(path[-1])
         return Problem(
             f'{where} is missing the required key "{key}"',
-            f"add {key} = {_example(root, path)} (for example) to {where}",
+            f"add {key} = ... to {where}",
             path[:-1],
             at="key",
         )
@@ -282,16 +281,6 @@ def _model_at(root: type[BaseModel], path: Sequence[str | int]) -> type[BaseMode
     if isinstance(model, type) and issubclass(model, BaseModel):
         return model
     return None
-
-
-def _example(root: type[BaseModel], path: KeyPath) -> str:
-    """The first documented example of the field at `path`, as TOML, or "..." without one."""
-    model = _model_at(root, path[:-1])
-    info = model.model_fields.get(str(path[-1])) if model is not None else None
-    if info is None or not info.examples or not isinstance(info.examples[0], str | int):
-        return "..."
-    example = info.examples[0]
-    return json.dumps(example) if isinstance(example, str) else str(example)
 
 
 def _model_of(annotation: Any) -> Any:

@@ -127,8 +127,7 @@ def _resolve(body: str, path: KeyPath, variables: Mapping[str, str], out: Interp
             return value
         out.problems.append(
             Problem(
-                argument
-                or f"{name} is required, but it is {'empty' if value == '' else 'not set'}",
+                argument or f"{name} is required",
                 f"set {name} in the environment or in an env file",
                 path,
             )

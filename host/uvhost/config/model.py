@@ -78,6 +78,8 @@ AppName = Annotated[
     str, AfterValidator(_app_name), Field(json_schema_extra={"pattern": NAME_PATTERN})
 ]
 RouteTarget = Annotated[str, AfterValidator(_route_target)]
+# Only what an editor can tell from the text; `checks.py` judges the rest (//, . and ..).
+RoutePrefix = Annotated[str, Field(json_schema_extra={"pattern": r"^/[^?#\s]*$"})]
 
 
 class Section(BaseModel):
@@ -232,7 +234,7 @@ class Listener(Section):
         description="Serve this whole port with one app (use either `app` or `routes`).",
         examples=["site"],
     )
-    routes: dict[str, RouteTarget] | None = Field(
+    routes: dict[RoutePrefix, RouteTarget] | None = Field(
         None,
         description="Path prefix → app name, or a built-in (`@health`, `@metrics`). The "
         "longest prefix matching on `/` boundaries wins; the app gets the prefix as "

@@ -57,6 +57,7 @@ def json_schema() -> dict[str, Any]:
     for definition in schema["$defs"].values():
         for name, field in definition.get("properties", {}).items():
             definition["properties"][name] = _allow_interpolation(field)
+    _names_follow_patterns(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -67,6 +68,23 @@ def json_schema() -> dict[str, Any]:
 
 
 _DOC_KEYS = ("description", "examples", "default", "title")
+
+
+def _names_follow_patterns(node: Any) -> None:
+    """A table whose keys have a pattern (headers, env, routes) rejects the other keys.
+
+    pydantic writes `patternProperties` alone, which lets a key that does not match
+    through unchecked: "X Frame Options" would pass as a header name.
+    """
+    if isinstance(node, dict):
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1 and "propertyNames" not in node:
+            node["propertyNames"] = {"pattern": next(iter(patterns))}
+        for value in node.values():
+            _names_follow_patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            _names_follow_patterns(item)
 
 
 def _allow_interpolation(field: dict[str, Any]) -> dict[str, Any]:

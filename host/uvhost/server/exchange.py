@@ -29,18 +29,16 @@ READ_HIGH_WATER = 256 * 1024  # pause reading while this much body waits for the
 DISCONNECT: Message = {"type": "http.disconnect"}
 
 
-class Phase(enum.Enum):
-    START = "awaiting http.response.start"
-    HEAD = "head held, awaiting the first body"
-    BODY = "streaming the body"
-    DONE = "response complete"
+class Phase(enum.IntEnum):
+    """Where the response is; an IntEnum so table lookups hash in C on the request path."""
+
+    START = 0  # awaiting http.response.start
+    HEAD = 1  # head held back, awaiting the first body message
+    BODY = 2  # streaming the body
+    DONE = 3  # response complete
 
 
-EXPECTED_SEND = {
-    Phase.START: "http.response.start",
-    Phase.HEAD: "http.response.body",
-    Phase.BODY: "http.response.body",
-}
+EXPECTED_SEND = ("http.response.start", "http.response.body", "http.response.body", "nothing more")
 
 
 class Exchange:
@@ -172,8 +170,8 @@ class Exchange:
         if phase is Phase.DONE or kind != EXPECTED_SEND[phase]:
             if self.disconnected:
                 return  # the client is gone; late messages are dropped, not errors
-            expected = EXPECTED_SEND.get(phase, "nothing more")
-            raise RuntimeError(f"ASGI: sent {kind!r} while {phase.value}; expected {expected}")
+            expected = EXPECTED_SEND[phase]
+            raise RuntimeError(f"ASGI: sent {kind!r} in phase {phase.name}; expected {expected}")
         if self.disconnected:
             return
         if phase is Phase.START:
@@ -207,7 +205,10 @@ class Exchange:
                 self.headers_out,
                 preamble=self.protocol.context.preamble,
                 defaults=self.protocol.context.defaults,
-                keep_alive=self.keep_alive,
+                # A client told to wait for 100 Continue that never got it may still send
+                # the body: say the connection closes (http.py closes it).
+                keep_alive=self.keep_alive
+                and not (self.expect_continue and not self.body_complete),
                 http11=self.http11,
                 first_body=body,
                 more_body=more,

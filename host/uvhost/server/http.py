@@ -59,8 +59,8 @@ class HttpProtocol(asyncio.Protocol):
         self.head_size = 0
         self.content_length = -1
         self.expect_continue = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.timing_head = False  # the armed timer is the header timeout
+        self.idle_since: float | None = None  # loop time the connection went idle
+        self.head_since: float | None = None  # loop time a request head began arriving
         self.in_head = False
         self.reading_paused = False
         self.writable: asyncio.Future[None] | None = None
@@ -86,11 +86,10 @@ class HttpProtocol(asyncio.Protocol):
         if limit is not None and len(self.context.connections) > limit:
             self.reject(503, "the server is at its connection limit")
             return
-        self._arm(self.context.settings.keep_alive_timeout, self._on_idle_timeout)
+        self.idle_since = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.forget(self)
-        self._disarm()
         if self.exchange is not None:
             self.exchange.disconnect()
         for waiting in self.pipeline:
@@ -115,9 +114,8 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             self._reject_after_pending(400, "malformed HTTP request")
         else:
-            if self.in_head and not self.timing_head and self.exchange is None:
-                self._arm(self.context.settings.header_timeout, self._on_header_timeout)
-                self.timing_head = True
+            if self.in_head and self.head_since is None and self.exchange is None:
+                self.head_since = self.loop.time()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; an exchange in flight sees a disconnect
@@ -175,7 +173,7 @@ class HttpProtocol(asyncio.Protocol):
             "method": parser.get_method().decode("ascii"),
             "root_path": endpoint.root_path if endpoint is not None else "",
             "path": prefix + path if prefix else path,
-            "raw_path": prefix.encode() + raw_path if prefix else raw_path,
+            "raw_path": endpoint.raw_proxy_prefix + raw_path if prefix else raw_path,  # type: ignore[union-attr]
             "query_string": parsed.query or b"",
             "headers": self.headers,
             "state": state.copy() if state else {},
@@ -195,7 +193,7 @@ class HttpProtocol(asyncio.Protocol):
         )
         self.parsing = exchange
         if self.exchange is None:
-            self._disarm()
+            self.idle_since = self.head_since = None
             self._start(exchange)
         else:
             self.pipeline.append(exchange)
@@ -294,10 +292,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.update_reading()
         if self.in_head:
-            self._arm(self.context.settings.header_timeout, self._on_header_timeout)
-            self.timing_head = True
+            self.head_since = self.loop.time()
         elif self.parsing is None:
-            self._arm(self.context.settings.keep_alive_timeout, self._on_idle_timeout)
+            self.idle_since = self.loop.time()
 
     # ------------------------------------------------------------- writing
 
@@ -378,7 +375,6 @@ class HttpProtocol(asyncio.Protocol):
             self.deferred_reject = (status, message)
 
     def close(self) -> None:
-        self._disarm()
         transport = self.transport
         if transport is not None and not transport.is_closing():
             if self.pending:
@@ -398,27 +394,21 @@ class HttpProtocol(asyncio.Protocol):
 
     # ---------------------------------------------------------------- timers
 
-    def _arm(self, delay: float, callback: Any) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback)
-        self.timing_head = False
+    def check_timeouts(self, now: float) -> None:
+        """Called by the worker's tick: close idle keep-alive connections, 408 slow heads.
 
-    def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.timing_head = False
-
-    def _on_idle_timeout(self) -> None:
-        self.timer = None
-        if self.exchange is None:
-            self.close()
-
-    def _on_header_timeout(self) -> None:
-        self.timer = None
-        if self.exchange is None:
+        A tick (twice a second) instead of a timer per request keeps two
+        timer operations off every request; timeouts fire up to one tick late.
+        """
+        if self.exchange is not None:
+            return
+        settings = self.context.settings
+        if self.head_since is not None and now - self.head_since >= settings.header_timeout:
+            self.head_since = None
             self.reject(408, "request head not received in time")
+        elif self.idle_since is not None and now - self.idle_since >= settings.keep_alive_timeout:
+            self.idle_since = None
+            self.close()
 
 
 async def not_found(scope: Scope, receive: Any, send: Any) -> None:

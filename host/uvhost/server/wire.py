@@ -108,20 +108,44 @@ class _AppHeaders:
     close: bool = False
 
 
+_LINE_CACHE: dict[tuple[bytes, bytes], tuple[bytes, bytes, int | None]] = {}
+_LINE_CACHE_LIMIT = 1024
+
+
+def header_line(name: bytes, value: bytes) -> tuple[bytes, bytes, int | None]:
+    """`name: value` as a checked wire line, its lower-cased name and any content-length.
+
+    Apps send the same few headers over and over, so checked lines are
+    cached by their exact (name, value): a repeat costs one dict lookup,
+    and only a pair that passed the checks is ever cached.
+    """
+    key = (name, value)
+    known = _LINE_CACHE.get(key)
+    if known is not None:
+        return known
+    if not name or _TOKEN_INVALID.search(name) or _VALUE_INVALID.search(value):
+        raise BadResponseHeaderError(
+            "a header name is empty, or a name or value holds CR, LF, NUL or a separator"
+        )
+    lowered = name.lower()
+    length = _parse_length(value) if lowered == b"content-length" else None
+    entry = (b"%s: %s\r\n" % (name, value), lowered, length)
+    if len(_LINE_CACHE) >= _LINE_CACHE_LIMIT:
+        _LINE_CACHE.clear()
+    _LINE_CACHE[key] = entry
+    return entry
+
+
 def _copy_headers(
     headers: Headers, lines: list[bytes], defaults: dict[bytes, bytes]
 ) -> _AppHeaders:
     """Append the app's headers (checked) and the listener defaults it did not override."""
     found = _AppHeaders()
-    names: list[bytes] = []
-    values: list[bytes] = []
     overridden: set[bytes] = set()
     for name, value in headers:
-        lowered = name.lower()
-        names.append(name)
-        values.append(value)
-        if lowered == b"content-length":
-            found.content_length = _parse_length(value)
+        line, lowered, length = header_line(name, value)
+        if length is not None:
+            found.content_length = length
         elif lowered == b"connection":
             found.close = found.close or b"close" in value.lower()
             continue  # the connection header is ours to write
@@ -129,9 +153,7 @@ def _copy_headers(
             continue  # framing is ours to decide
         if defaults and lowered in defaults:
             overridden.add(lowered)
-        lines.append(b"%s: %s\r\n" % (name, value))
-    if _TOKEN_INVALID.search(b"".join(names)) or _VALUE_INVALID.search(b"".join(values)):
-        raise BadResponseHeaderError("a header name or value holds CR, LF, NUL or a separator")
+        lines.append(line)
     for name, value in defaults.items():
         if name not in overridden:
             lines.append(b"%s: %s\r\n" % (name, value))

@@ -34,6 +34,7 @@ from uvhost.server.router import Router
 from uvhost.server.tls import TlsSetupError, build_context
 
 logger = logging.getLogger("uvhost.worker")
+TICK = 0.5  # seconds between Date refreshes and timeout checks
 
 
 class WorkerStartupError(Exception):
@@ -62,7 +63,7 @@ class Worker:
                 await lifespan.startup(timeout)
             except LifespanFailure as failure:
                 await self._shutdown_lifespans()
-                raise WorkerStartupError(f'app "{name}": {failure.message}') from failure
+                raise WorkerStartupError(failure.message) from failure  # names the app
         loop = asyncio.get_running_loop()
         states = {name: lifespan.state for name, lifespan in self.lifespans.items()}
         access = AccessLogger() if config.logging.access_log else None
@@ -125,10 +126,14 @@ class Worker:
         self.servers.append(server)
 
     def _tick(self) -> None:
-        """Rebuild the shared Date line once a second."""
+        """Twice a second: rebuild the shared Date line, enforce connection timeouts."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for context in self.contexts:
             context.refresh_preamble()
-        self._clock = asyncio.get_running_loop().call_later(1.0, self._tick)
+            for connection in list(context.connections):
+                connection.check_timeouts(now)
+        self._clock = loop.call_later(TICK, self._tick)
 
     async def drain(self) -> None:
         timeout = self.plan.config.host.graceful_timeout

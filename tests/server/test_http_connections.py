@@ -1,0 +1,311 @@
+"""Connections: keep-alive and its timeout, pipelining, Connection: close, HTTP/1.0, limits."""
+
+import threading
+import time
+
+import pytest
+
+APPS = r'''
+import asyncio
+import threading
+
+calls = []
+gate = threading.Event()
+first_started = threading.Event()
+body_calls = 0
+
+
+async def peer(scope, receive, send):
+    """Answers with the client's port: equal ports mean one connection."""
+    body = str(scope["client"][1]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def ordered(scope, receive, send):
+    """/ordered/N answers N; request 1 waits for the gate first."""
+    number = scope["path"].rsplit("/", 1)[-1]
+    calls.append(number)
+    if number == "1":
+        first_started.set()
+        await asyncio.to_thread(gate.wait, 5)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": number.encode()})
+
+
+async def body_reader(scope, receive, send):
+    global body_calls
+    body_calls += 1
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message["body"])
+        if not message["more_body"]:
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(size).encode()})
+
+
+async def early_stream(scope, receive, send):
+    """Starts streaming the response, then reads the body."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"started", "more_body": True})
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message["more_body"]:
+            break
+    await send({"type": "http.response.body", "body": b"done"})
+'''
+
+CONFIG = """
+[listeners.main]
+bind = "127.0.0.1:0"
+routes = { "/peer" = "peer", "/ordered" = "ordered", "/body" = "body_reader", "/early" = "early" }
+keep_alive_timeout = "1s"
+header_timeout = "1s"
+max_header_bytes = "1KiB"
+
+[listeners.limited]
+bind = "127.0.0.1:0"
+app = "peer2"
+limit_concurrency = 1
+
+[listeners.patient]
+bind = "127.0.0.1:0"
+app = "peer3"
+keep_alive_timeout = "30s"
+header_timeout = "1s"
+
+[apps.peer]
+target = "apps:peer"
+lifespan = "off"
+
+[apps.peer2]
+target = "apps:peer"
+lifespan = "off"
+
+[apps.peer3]
+target = "apps:peer"
+lifespan = "off"
+
+[apps.ordered]
+target = "apps:ordered"
+lifespan = "off"
+
+[apps.body_reader]
+target = "apps:body_reader"
+lifespan = "off"
+max_body_bytes = "1KiB"
+
+[apps.early]
+target = "apps:early_stream"
+lifespan = "off"
+max_body_bytes = "1KiB"
+"""
+
+GET = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.fixture
+def host(serve):
+    return serve(CONFIG, APPS)
+
+
+# ---------------------------------------------------------------- keep-alive
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(host):
+    with host.client() as client:
+        ports = {client.get("/peer").text for _ in range(5)}
+    assert len(ports) == 1
+
+
+def test_keep_alive_on_a_raw_socket(host):
+    with host.raw() as raw:
+        for _ in range(3):
+            raw.send(GET % b"/peer")
+            response = raw.read_response()
+            assert response.status == 200
+            assert response.header("connection") is None
+        assert response.body == str(raw.sock.getsockname()[1]).encode()
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_timeout(host):
+    with host.raw() as raw:
+        raw.send(GET % b"/peer")
+        raw.read_response()
+        idle_from = time.monotonic()
+        assert raw.closed_by_server(timeout=5)
+        waited = time.monotonic() - idle_from
+    assert 0.9 <= waited < 4, waited
+
+
+def test_connection_that_never_sends_is_closed_after_the_keep_alive_timeout(host):
+    with host.raw() as raw:
+        started = time.monotonic()
+        assert raw.closed_by_server(timeout=5)
+        assert time.monotonic() - started >= 0.9
+
+
+# ---------------------------------------------------------------- pipelining
+
+
+def test_pipelined_requests_are_answered_in_order(host):
+    with host.raw() as raw:
+        raw.send(GET % b"/ordered/1" + GET % b"/ordered/2" + GET % b"/ordered/3")
+        assert host.module.first_started.wait(5)
+        assert host.module.calls == ["1"]  # the others wait for the first to finish
+        host.module.gate.set()
+        bodies = [raw.read_response().body for _ in range(3)]
+    assert bodies == [b"1", b"2", b"3"]
+    assert host.module.calls == ["1", "2", "3"]
+
+
+def test_pipelined_bodies_stay_with_their_requests(host):
+    post = b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+    with host.raw() as raw:
+        raw.send(post % (3, b"abc") + post % (0, b"") + post % (5, b"hello") + GET % b"/peer")
+        answers = [raw.read_response().body for _ in range(4)]
+    assert answers[:3] == [b"3", b"0", b"5"]
+
+
+# -------------------------------------------------------------- closing rules
+
+
+def test_connection_close_is_honoured(host):
+    with host.raw() as raw:
+        raw.send(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = raw.read_response()
+        assert response.status == 200
+        assert response.header("connection") == b"close"
+        assert raw.closed_by_server()
+
+
+def test_http10_closes_by_default(host):
+    with host.raw() as raw:
+        raw.send(b"GET /peer HTTP/1.0\r\n\r\n")
+        response = raw.read_response()
+        assert response.status == 200
+        assert response.header("connection") == b"close"
+        assert raw.closed_by_server()
+
+
+def test_http10_keep_alive_when_asked(host):
+    with host.raw() as raw:
+        request = b"GET /peer HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        raw.send(request)
+        first = raw.read_response()
+        assert first.header("connection") == b"keep-alive"
+        raw.send(request)
+        second = raw.read_response()
+        assert second.status == 200
+        assert first.body == second.body
+
+
+# ------------------------------------------------------------------- limits
+
+
+def test_slow_request_head_gets_408_and_a_close(host):
+    with host.raw(listener="patient") as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the blank line never comes
+        started = time.monotonic()
+        response = raw.read_response()
+        waited = time.monotonic() - started
+        assert response.status == 408
+        assert response.header("connection") == b"close"
+        assert raw.closed_by_server()
+    assert 0.9 <= waited < 4, waited
+
+
+def test_slow_head_after_a_keep_alive_request_gets_408(host):
+    with host.raw(listener="patient") as raw:
+        raw.send(GET % b"/")
+        assert raw.read_response().status == 200
+        raw.send(b"GET / HTTP/1.1\r\n")
+        assert raw.read_response().status == 408
+
+
+def test_request_head_too_large_gets_431(host):
+    with host.raw() as raw:
+        raw.send(b"GET /peer HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n")
+        response = raw.read_response()
+        assert response.status == 431
+        assert raw.closed_by_server()
+
+
+def test_request_url_too_large_gets_431(host):
+    with host.raw() as raw:
+        raw.send(b"GET /peer?" + b"q" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.read_response().status == 431
+
+
+def test_many_small_headers_add_up_to_431(host):
+    headers = b"".join(b"X-H%d: v\r\n" % n for n in range(200))
+    with host.raw() as raw:
+        raw.send(b"GET /peer HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        assert raw.read_response().status == 431
+
+
+def test_head_just_under_the_limit_is_served(host):
+    with host.raw() as raw:
+        raw.send(b"GET /peer HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 800 + b"\r\n\r\n")
+        assert raw.read_response().status == 200
+
+
+def test_declared_body_too_large_gets_413_without_running_the_app(host):
+    with host.raw() as raw:
+        raw.send(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
+        response = raw.read_response()
+        assert response.status == 413
+        assert response.header("connection") == b"close"
+        assert raw.closed_by_server()
+    assert host.module.body_calls == 0
+
+
+def test_body_at_the_limit_is_accepted(host):
+    assert host.request("POST", "/body", content=b"x" * 1024).text == "1024"
+
+
+def test_chunked_body_too_large_gets_413_before_the_response(host):
+    with host.raw() as raw:
+        raw.send(b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        raw.send(b"400\r\n" + b"a" * 1024 + b"\r\n")
+        raw.send(b"10\r\n" + b"b" * 16 + b"\r\n0\r\n\r\n")
+        response = raw.read_response()
+        assert response.status == 413
+        assert raw.closed_by_server()
+
+
+def test_chunked_body_too_large_after_the_response_started_closes(host):
+    with host.raw() as raw:
+        raw.send(b"POST /early HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assert raw.read_until(b"7\r\nstarted\r\n").startswith(b"HTTP/1.1 200 OK")
+        raw.send(b"800\r\n" + b"a" * 2048 + b"\r\n0\r\n\r\n")
+        rest = raw.read_to_close()
+        assert b"0\r\n\r\n" not in rest  # the response was cut, not completed
+        assert b"413" not in rest
+
+
+def test_limit_concurrency_answers_503_beyond_the_limit(host):
+    with host.raw(listener="limited") as first:
+        first.send(GET % b"/")
+        assert first.read_response().status == 200  # the connection stays open, idle
+        with host.raw(listener="limited") as second:
+            second.send(GET % b"/")
+            response = second.read_response()
+            assert response.status == 503
+            assert second.closed_by_server()
+        first.send(GET % b"/")
+        assert first.read_response().status == 200
+    _wait_for(lambda: host.connections() == 0)
+    assert host.request("GET", "/", listener="limited").status_code == 200
+
+
+def _wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        pause.wait(0.02)
