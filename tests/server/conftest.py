@@ -122,7 +122,7 @@ class Raw:
         """One response, framed as the client must frame it (HEAD, 1xx, 204, 304 have no body)."""
         raw_head = self.read_until(b"\r\n\r\n")
         lines = raw_head[:-4].split(b"\r\n")
-        version, status, reason = (lines[0].split(b" ", 2) + [b""])[:3]
+        version, status, reason = [*lines[0].split(b" ", 2), b""][:3]
         assert version in (b"HTTP/1.1", b"HTTP/1.0"), lines[0]
         headers = [
             (name.strip(), value.strip())
@@ -210,7 +210,9 @@ class RunningHost:
     def raw(self, listener: str | None = None, timeout: float = TIMEOUT) -> Raw:
         return Raw(self.connect(listener, timeout))
 
-    def call(self, function: Callable[[], Coroutine[Any, Any, Any]], timeout: float = TIMEOUT) -> Any:
+    def call(
+        self, function: Callable[[], Coroutine[Any, Any, Any]], timeout: float = TIMEOUT
+    ) -> Any:
         """Run a coroutine in the host's loop thread and return its result."""
         return asyncio.run_coroutine_threadsafe(function(), self.loop).result(timeout)
 
@@ -260,7 +262,9 @@ def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
 _serial = itertools.count()
 
 
-def start_host(directory: Path, config_toml: str, apps_source: str) -> RunningHost:
+def start_host(
+    directory: Path, config_toml: str, apps_source: str, files: dict[str, str] | None = None
+) -> RunningHost:
     """Write, load, bind and start; raises the worker's startup error, if any."""
     directory.mkdir(parents=True)
     if "[host]" not in config_toml:
@@ -268,11 +272,13 @@ def start_host(directory: Path, config_toml: str, apps_source: str) -> RunningHo
     config_path = directory / "uvhost.toml"
     config_path.write_text(config_toml, encoding="utf-8")
     (directory / f"{APPS_MODULE}.py").write_text(apps_source, encoding="utf-8")
+    for name, text in (files or {}).items():
+        (directory / name).write_text(text, encoding="utf-8")
+    _forget_modules(directory.parent)
     result = load_config(config_path)
     assert result.config is not None, "\n".join(str(d) for d in result.diagnostics)
     plan = result.plan(cpu_count=1)
     sockets = bind_all(plan.config.listeners.items())
-    sys.modules.pop(APPS_MODULE, None)
     loop = uvloop.new_event_loop()
     thread = threading.Thread(target=_run_forever, args=(loop,), daemon=True)
     thread.start()
@@ -294,17 +300,31 @@ def start_host(directory: Path, config_toml: str, apps_source: str) -> RunningHo
     return host
 
 
-Serve = Callable[[str, str], RunningHost]
+def _forget_modules(root: Path) -> None:
+    """Drop `apps` and any module imported from under `root`, so the next host re-imports."""
+    sys.modules.pop(APPS_MODULE, None)
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(str(root)):
+            del sys.modules[name]
+
+
+Serve = Callable[..., RunningHost]
 
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
-    """`serve(config_toml, apps_source)` → a running host, stopped at teardown."""
+    """`serve(config_toml, apps_source, files={})` → a running host, stopped at teardown.
+
+    `files` are more modules (name → source) written next to `apps.py`.
+    """
     hosts: list[RunningHost] = []
     saved_path, saved_environ = list(sys.path), dict(os.environ)
+    directory = tmp_path / "hosts"
 
-    def start(config_toml: str, apps_source: str = "") -> RunningHost:
-        host = start_host(tmp_path / f"host{next(_serial)}", config_toml, apps_source)
+    def start(
+        config_toml: str, apps_source: str = "", files: dict[str, str] | None = None
+    ) -> RunningHost:
+        host = start_host(directory / f"host{next(_serial)}", config_toml, apps_source, files)
         hosts.append(host)
         return host
 
@@ -315,7 +335,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
             for host in hosts:
                 host.stop()
         finally:
-            sys.modules.pop(APPS_MODULE, None)
+            _forget_modules(directory)
             sys.path[:] = saved_path
             os.environ.clear()
             os.environ.update(saved_environ)

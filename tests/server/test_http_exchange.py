@@ -429,7 +429,8 @@ def test_100_continue_ignored_on_http10(host):
 
 def _connections(host):
     async def snapshot():
-        return [connection for context in host.worker.contexts for connection in context.connections]
+        contexts = host.worker.contexts
+        return [connection for context in contexts for connection in context.connections]
 
     return host.call(snapshot)
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from uvhost.server.router import Endpoint
 
 READ_HIGH_WATER = 256 * 1024  # pause reading while this much body waits for the app
+STAGE_ABOVE = 16 * 1024  # bodies at least this big are written without being copied
 
 DISCONNECT: Message = {"type": "http.disconnect"}
 
@@ -227,6 +228,8 @@ class Exchange:
             tail = wire.LAST_CHUNK if framing.chunked and not more else b""
             return prefix + tail if prefix or tail else b""
         self.response_bytes += len(body)
+        if len(body) >= STAGE_ABOVE:
+            return self._stage_large(prefix, body, more, framing.chunked)
         if framing.chunked:
             data = wire.chunk(body) + (b"" if more else wire.LAST_CHUNK)
         else:
@@ -234,8 +237,26 @@ class Exchange:
             if self.counts_body:
                 self.sent += len(body)
                 if self.sent > self.content_length:
+                    if prefix:
+                        self.phase = Phase.HEAD  # nothing written yet: a 500 can still go out
                     raise_too_long(self)
         return prefix + data if prefix else data
+
+
+    def _stage_large(self, prefix: bytes, body: bytes, more: bool, chunked: bool) -> bytes:
+        """Large bodies are never concatenated: the pieces go out in one writev."""
+        protocol = self.protocol
+        if prefix:
+            protocol.stage(prefix)
+        if chunked:
+            protocol.stage(b"%x\r\n" % len(body))
+            protocol.stage(body)
+            return b"\r\n" if more else b"\r\n" + wire.LAST_CHUNK
+        if self.counts_body:
+            self.sent += len(body)
+            if self.sent > self.content_length:
+                raise_too_long(self)
+        return body
 
 
 class ResponseTooLongError(RuntimeError):

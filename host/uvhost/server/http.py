@@ -232,7 +232,7 @@ class HttpProtocol(asyncio.Protocol):
             await app(exchange.scope, exchange.receive, exchange.send)
         except ResponseTooLongError as error:
             self.app_error(exchange, str(error))
-            self.close()
+            self._answer_app_failure(exchange)
             return
         except wire.BadResponseHeaderError as error:
             self.app_error(exchange, f"invalid response: {error}")
@@ -303,12 +303,21 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if self.pending:
-            self.pending.append(data)
-            data = b"".join(self.pending)
+            pending = self.pending
+            pending.append(data)
+            if self.pending_size + len(data) >= FLUSH_THRESHOLD:
+                transport.writelines(pending)  # one writev, no copy of large bodies
+            else:
+                transport.write(b"".join(pending))
             self.pending = []
             self.pending_size = 0
-        if data:
+        elif data:
             transport.write(data)
+
+    def stage(self, data: bytes) -> None:
+        """Queue bytes to leave with the next write, without copying them into it."""
+        self.pending.append(data)
+        self.pending_size += len(data)
 
     async def write(self, data: bytes) -> None:
         self.pending.append(data)
@@ -359,7 +368,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _reject_after_pending(self, status: int, message: str, *, force: bool = False) -> None:
         """Answer a client fault after the response in progress (if any), then close."""
-        self.parsing = None
+        broken, self.parsing = self.parsing, None  # a body that can never complete
         if self.transport is not None and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -367,6 +376,12 @@ class HttpProtocol(asyncio.Protocol):
             waiting.disconnect()
         self.pipeline.clear()
         current = self.exchange
+        if current is not None and current is broken and current.phase is not Phase.DONE:
+            current.disconnect()  # the app waiting for the rest of the body must not hang
+            force = force or current.phase in (Phase.START, Phase.HEAD)  # nothing written yet
+            if not force:
+                self.close()
+                return
         if current is None or force or current.phase is Phase.DONE:
             if current is not None and current.phase is not Phase.DONE:
                 current.phase = Phase.DONE
@@ -391,6 +406,7 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
         else:
             self.close_after_response = True
+            self.exchange.keep_alive = False  # a head not yet written says "connection: close"
 
     # ---------------------------------------------------------------- timers
 
