@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-APPS = r'''
+APPS = r"""
 async def app(scope, receive, send):
     kind = scope["path"].strip("/")
     if kind == "raise-before-start":
@@ -44,7 +44,7 @@ async def app(scope, receive, send):
     if kind == "start-twice":
         await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"fine"})
-'''
+"""
 
 CONFIG = """
 [listeners.main]
@@ -159,4 +159,3 @@ def test_httpx_sees_a_500(host, errors):
     response = host.request("GET", "/raise-before-start")
     assert response.status_code == 500
     assert len(errors()) == 1
-

@@ -266,8 +266,7 @@ def test_no_body_is_one_empty_message(host):
 def test_chunked_upload_arrives_in_pieces(host):
     with host.raw() as raw:
         raw.send(
-            b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n"
+            b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
         )
         assert host.module.first_chunk.wait(5), "the app never saw the first chunk"
         raw.send(b"6\r\n world\r\n0\r\n\r\n")
@@ -416,9 +415,7 @@ def test_no_100_continue_when_the_app_answers_without_reading(host):
 
 def test_100_continue_ignored_on_http10(host):
     with host.raw() as raw:
-        raw.send(
-            b"POST /body HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello"
-        )
+        raw.send(b"POST /body HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
         response = raw.read_response()
         assert response.status == 200
         assert json.loads(response.body)["body"] == "hello"

@@ -151,8 +151,7 @@ def tls_files(ca, tmp_path):
 
 def tls_config(files, client_auth: str = "none") -> str:
     table = (
-        f'[listeners.secure.tls]\ncertificate = "{files["cert"]}"\n'
-        f'private_key = "{files["key"]}"\n'
+        f'[listeners.secure.tls]\ncertificate = "{files["cert"]}"\nprivate_key = "{files["key"]}"\n'
     )
     if client_auth != "none":
         table += f'client_ca = "{files["ca"]}"\nclient_auth = "{client_auth}"\n'
@@ -295,4 +294,3 @@ def test_default_headers_unless_the_app_sets_them(serve):
         response = raw.read_response()
     assert response.header_list("x-frame-options") == [b"DENY"]
     assert response.header_list("x-team") == [b"app"]  # the app's own value wins
-

@@ -175,8 +175,16 @@ def test_no_body_statuses_get_neither_length_nor_chunks(status, more_body):
 
 @pytest.mark.parametrize(
     ("status", "is_head", "allowed"),
-    [(200, False, True), (200, True, False), (100, False, False), (204, False, False),
-     (304, False, False), (205, False, True), (404, False, True), (500, True, False)],
+    [
+        (200, False, True),
+        (200, True, False),
+        (100, False, False),
+        (204, False, False),
+        (304, False, False),
+        (205, False, True),
+        (404, False, True),
+        (500, True, False),
+    ],
 )
 def test_body_allowed(status, is_head, allowed):
     assert wire.body_allowed(status, is_head) is allowed

@@ -67,7 +67,7 @@ class Legacy:
         await send({"type": "http.response.body", "body": body})
 '''
 
-ENV_MODULE = r'''
+ENV_MODULE = r"""
 import os
 
 MODE_AT_IMPORT = os.environ.get("UVHOST_TEST_MODE", "unset")
@@ -76,7 +76,7 @@ MODE_AT_IMPORT = os.environ.get("UVHOST_TEST_MODE", "unset")
 async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": MODE_AT_IMPORT.encode()})
-'''
+"""
 
 CONFIG = """
 [host]
@@ -198,11 +198,11 @@ def _refused(port: int) -> None:
 # ----------------------------------------------------------------- startup
 
 
-LIFESPAN_FAILS = r'''
+LIFESPAN_FAILS = r"""
 async def app(scope, receive, send):
     message = await receive()
     await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
-'''
+"""
 
 
 def test_lifespan_startup_failure_stops_the_worker_with_the_apps_message(serve):
@@ -216,8 +216,7 @@ def test_lifespan_startup_failure_stops_the_worker_with_the_apps_message(serve):
 
 def test_import_failure_stops_the_worker(serve):
     config = (
-        '[listeners.main]\nbind = "127.0.0.1:0"\napp = "app"\n'
-        '[apps.app]\ntarget = "apps:missing"\n'
+        '[listeners.main]\nbind = "127.0.0.1:0"\napp = "app"\n[apps.app]\ntarget = "apps:missing"\n'
     )
     with pytest.raises(WorkerStartupError, match='has no attribute "missing"'):
         serve(config, "async def present(scope, receive, send): ...\n")

@@ -295,8 +295,8 @@ class Listener(Section):
     )
     root_path: RootPath = Field(
         "",
-        description="Prefix under which a proxy publishes this listener; prepended to each "
-        "app's `root_path`.",
+        description="Prefix a proxy strips before requests reach this listener; the apps see "
+        "it at the front of `root_path` and `path`, so the URLs they build include it.",
         examples=["/myapp"],
     )
     tls: TlsSettings | None = Field(
@@ -390,7 +390,8 @@ class AppSettings(Section):
     )
     root_path: RootPath = Field(
         "",
-        description="Extra prefix appended to the mount prefix in the app's `root_path`.",
+        description="Prefix a proxy strips before this app's requests reach uvhost (after the "
+        "listener's `root_path`); the app sees it at the front of `root_path` and `path`.",
         examples=["/v1"],
     )
     websocket: WebSocketSettings = Field(

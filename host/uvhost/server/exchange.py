@@ -242,7 +242,6 @@ class Exchange:
                     raise_too_long(self)
         return prefix + data if prefix else data
 
-
     def _stage_large(self, prefix: bytes, body: bytes, more: bool, chunked: bool) -> bytes:
         """Large bodies are never concatenated: the pieces go out in one writev."""
         protocol = self.protocol

@@ -161,7 +161,11 @@ class HttpProtocol(asyncio.Protocol):
         client, scheme = self.client, context.scheme
         if context.proxies is not None:
             client, scheme = forwarded_client(self.headers, client, scheme, context.proxies)
-        prefix = endpoint.proxy_prefix if endpoint is not None else ""
+        prefix, raw_prefix = (
+            (endpoint.proxy_prefix, endpoint.raw_proxy_prefix)
+            if endpoint is not None
+            else ("", b"")
+        )
         state = context.states.get(endpoint.name) if endpoint is not None else None
         scope: Scope = {
             "type": "http",
@@ -173,7 +177,7 @@ class HttpProtocol(asyncio.Protocol):
             "method": parser.get_method().decode("ascii"),
             "root_path": endpoint.root_path if endpoint is not None else "",
             "path": prefix + path if prefix else path,
-            "raw_path": endpoint.raw_proxy_prefix + raw_path if prefix else raw_path,  # type: ignore[union-attr]
+            "raw_path": raw_prefix + raw_path if prefix else raw_path,
             "query_string": parsed.query or b"",
             "headers": self.headers,
             "state": state.copy() if state else {},
