@@ -183,6 +183,18 @@ def test_connection_close_is_honoured(host):
         assert raw.closed_by_server()
 
 
+def test_pipelined_request_after_connection_close_is_not_run(host):
+    host.module.gate.set()
+    with host.raw() as raw:
+        raw.send(
+            b"GET /ordered/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET % b"/ordered/3"
+        )
+        response = raw.read_response()
+        assert response.body == b"2"
+        assert raw.closed_by_server()
+    assert host.module.calls == ["2"]
+
+
 def test_http10_closes_by_default(host):
     with host.raw() as raw:
         raw.send(b"GET /peer HTTP/1.0\r\n\r\n")

@@ -250,6 +250,36 @@ def test_scope_is_fresh_per_request(host):
     assert second["path"] == "/scope/b"
 
 
+def test_scope_from_an_absolute_form_target(host):
+    with host.raw() as raw:
+        raw.send(b"GET http://example.test/scope/abs?q=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        assert raw.read_response().status == 200
+    scope = host.module.scopes[-1]
+    assert scope["path"] == "/scope/abs"
+    assert scope["raw_path"] == b"/scope/abs"
+    assert scope["query_string"] == b"q=1"
+
+
+def test_scope_with_invalid_utf8_percent_escape(host):
+    with host.raw() as raw:
+        raw.send(b"GET /scope/%FF%00x HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.read_response().status == 200
+    scope = host.module.scopes[-1]
+    assert scope["raw_path"] == b"/scope/%FF%00x"
+    assert scope["path"] == "/scope/\ufffd\x00x"
+
+
+def test_raw_non_ascii_target_is_refused_not_crashed(host):
+    with host.raw() as raw:
+        raw.send(b"GET /scope/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = raw.read_response()
+    if response.status == 200:
+        assert host.module.scopes[-1]["raw_path"] == b"/scope/caf\xc3\xa9"
+    else:
+        assert response.status == 400
+    assert host.request("GET", "/scope").status_code == 200
+
+
 # ------------------------------------------------------------- request body
 
 
@@ -277,6 +307,23 @@ def test_chunked_upload_arrives_in_pieces(host):
     assert messages[0] == [5, True]
     assert messages[-1][1] is False
     assert sum(length for length, _ in messages) == 11
+
+
+def test_large_bodies_round_trip(host):
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    response = host.request("POST", "/body", content=payload)
+    assert response.json()["body"].encode("latin-1") == payload
+    with host.client() as client:
+        chunked = client.post("/body", content=iter([payload[:1000], payload[1000:]]))
+    assert chunked.json()["body"].encode("latin-1") == payload
+
+
+def test_unread_body_is_skipped_and_the_connection_reused(host):
+    with host.raw() as raw:
+        raw.send(b"POST /no-reader HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        assert raw.read_response().status == 403
+        raw.send(b"hello" + b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.read_response().body == b"ok"
 
 
 def test_disconnect_after_the_body(host):

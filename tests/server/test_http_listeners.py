@@ -188,6 +188,10 @@ def test_tls_scheme_and_alpn(serve, ca, tls_files):
     assert response.json()["scheme"] == "https"
 
 
+REFUSED_BY_TLS = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+"""How a refused handshake surfaces: during it (TLS 1.2) or at the first read/write (1.3)."""
+
+
 def test_tls_required_client_certificate(serve, ca, tls_files):
     host = serve(tls_config(tls_files, client_auth="required"), APPS)
     url = f"https://localhost:{host.port()}/"
@@ -195,7 +199,7 @@ def test_tls_required_client_certificate(serve, ca, tls_files):
         assert client.get(url).json()["scheme"] == "https"
     with (
         httpx.Client(verify=client_context(ca), timeout=5) as client,
-        pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)),
+        pytest.raises(REFUSED_BY_TLS),
     ):
         client.get(url)
 

@@ -16,6 +16,7 @@ import tomli_w
 from rich.console import Console
 
 from uvhost.commands.imports import probe_apps
+from uvhost.commands.report import print_diagnostics, tally
 from uvhost.commands.summary import render_summary
 from uvhost.config.errors import Diagnostic, count, place, render
 from uvhost.config.load import LoadResult, load_config
@@ -38,21 +39,12 @@ def check(path: Path, *, import_apps: bool, as_json: bool, out: TextIO) -> int:
         return EXIT_VALID if valid else EXIT_INVALID
     for diagnostic in diagnostics:
         out.write(render(diagnostic, shown) + "\n\n")
-    out.write(_tally(shown, diagnostics, valid) + "\n")
+    out.write(tally(shown, diagnostics, valid) + "\n")
     if valid:
         console = Console(file=out, width=100, highlight=False)
         console.print()
         console.print(render_summary(result.plan()))
     return EXIT_VALID if valid else EXIT_INVALID
-
-
-def _tally(shown: str, diagnostics: list[Diagnostic], valid: bool) -> str:
-    errors, warnings = count(diagnostics, "error"), count(diagnostics, "warning")
-    parts = [f"{errors} error{'s' if errors != 1 else ''}"] if errors else []
-    if warnings:
-        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
-    verdict = "valid" if valid else "invalid"
-    return f"{shown}: {verdict}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _json_report(
@@ -101,13 +93,6 @@ def _escape_dollars(value: Any) -> Any:
     if isinstance(value, list):
         return [_escape_dollars(item) for item in value]
     return value
-
-
-def print_diagnostics(result: LoadResult, shown: str, out: TextIO) -> None:
-    """Every diagnostic and the tally, as `check` prints them, for other commands."""
-    for diagnostic in result.diagnostics:
-        out.write(render(diagnostic, shown) + "\n\n")
-    out.write(_tally(shown, list(result.diagnostics), result.ok) + "\n")
 
 
 def write_schema(schema_path: str, markdown_path: str | None, *, out: TextIO) -> int:

@@ -17,7 +17,7 @@ from typing import TextIO
 
 import uvloop
 
-from uvhost.commands.check import print_diagnostics
+from uvhost.commands.report import print_diagnostics
 from uvhost.config.load import load_config
 from uvhost.config.plan import Plan
 from uvhost.observe.builtins import Health, MetricsUnavailable

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
-
 from uvhost.config.errors import Problem
 from uvhost.config.source import KeyPath
 
@@ -61,12 +59,20 @@ def read_env_files(
             )
             continue
         try:
-            values = dotenv_values(path, interpolate=False, encoding="utf-8")
+            values = read_dotenv(path)
         except (OSError, UnicodeDecodeError) as error:
             problems.append(Problem(f"cannot read env file {path}: {error}", "", key_path))
             continue
-        merged.update({name: value for name, value in values.items() if value is not None})
+        merged.update(values)
     return merged, problems
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """A dotenv file's variables (keys without a value are skipped)."""
+    from dotenv import dotenv_values  # noqa: PLC0415 - only configs with env files pay for it
+
+    values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def interpolate(data: Mapping[str, Any], variables: Mapping[str, str]) -> Interpolation:

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from uvhost.config.checks import check_config
 from uvhost.config.errors import Diagnostic, place, problems_from_validation
-from uvhost.config.interpolate import interpolate, read_env_files
+from uvhost.config.interpolate import interpolate, read_dotenv, read_env_files
 from uvhost.config.model import HostConfig, validate_config
 from uvhost.config.plan import Plan, build_plan
 from uvhost.config.source import (
@@ -209,8 +208,7 @@ def _app_environments(config: HostConfig) -> dict[str, dict[str, str]]:
         merged: dict[str, str] = {}
         for env_file in app.env_files:
             if env_file.is_file():
-                values = dotenv_values(env_file, interpolate=False, encoding="utf-8")
-                merged.update({k: v for k, v in values.items() if v is not None})
+                merged.update(read_dotenv(env_file))
         merged.update(app.env)
         environments[name] = merged
     return environments

@@ -17,8 +17,6 @@ import sys
 import time
 from typing import Any, TextIO
 
-from rich.logging import RichHandler
-
 from uvhost.config.model import LoggingSettings
 
 _INSTALLED: list[logging.Handler] = []
@@ -58,6 +56,8 @@ def configure(settings: LoggingSettings, stream: TextIO | None = None) -> None:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(JsonFormatter())
     elif settings.format == "auto" and stream.isatty():
+        from rich.logging import RichHandler  # noqa: PLC0415 - rich only for a terminal
+
         handler = RichHandler(show_path=False, markup=False, rich_tracebacks=False)
     else:
         handler = logging.StreamHandler(stream)

@@ -14,17 +14,24 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from uvhost.config.model import Listener
 from uvhost.server import wire
 from uvhost.server.proxy import TrustedProxies
 from uvhost.server.router import Router
 
-if TYPE_CHECKING:
-    from uvhost.server.http import HttpProtocol
-
 AccessLog = Callable[..., None]
+
+
+class Connection(Protocol):
+    """What the worker needs of any live connection, HTTP or WebSocket."""
+
+    def shutdown(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def check_timeouts(self, now: float) -> None: ...
 
 
 @dataclass(eq=False)
@@ -36,7 +43,7 @@ class ListenerContext:
     states: Mapping[str, dict[str, Any]]
     access_log: AccessLog | None = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("uvhost.error"))
-    connections: set[HttpProtocol] = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)
     draining: bool = False
     preamble: bytes = b""
     defaults: dict[bytes, bytes] = field(default_factory=dict)
@@ -58,7 +65,7 @@ class ListenerContext:
             server_header=self.settings.server_header, date_header=self.settings.date_header
         )
 
-    def forget(self, connection: HttpProtocol) -> None:
+    def forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
         if self.drained is not None and not self.connections:
             self.drained.set()

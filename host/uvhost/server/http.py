@@ -29,6 +29,8 @@ from uvhost.server.asgi_types import Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, ResponseTooLongError
 from uvhost.server.proxy import forwarded_client
+from uvhost.server.router import Endpoint
+from uvhost.server.websocket import WebSocketProtocol, websocket_scope
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 FLUSH_THRESHOLD = 64 * 1024
@@ -68,7 +70,9 @@ class HttpProtocol(asyncio.Protocol):
         self.pending_size = 0
         self.flush_scheduled = False
         self.deferred_reject: tuple[int, str] | None = None
+        self.upgrade: tuple[Scope, Endpoint] | None = None
         self.close_after_response = False
+        self.last_request_read = False  # the client said it sends no more (close, HTTP/1.0)
 
     # ----------------------------------------------------------- connection
 
@@ -101,8 +105,12 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reject_after_pending(501, "protocol upgrades are not supported here")
+        except httptools.HttpParserUpgrade as upgrade:
+            if self.upgrade is not None:
+                self._switch_to_websocket(data[upgrade.args[0] :])
+            else:  # an upgrade we do not speak: the app answered it as HTTP; then close
+                self.close_after_response = True
+                self._pause_for_good()
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
             if isinstance(cause, HeadTooLargeError):
@@ -112,6 +120,10 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._reject_after_pending(400, "bad request")
         except httptools.HttpParserError:
+            if self.last_request_read:  # bytes after "Connection: close": no request, no 400
+                self.parsing = None
+                self._pause_for_good()
+                return
             self._reject_after_pending(400, "malformed HTTP request")
         else:
             if self.in_head and self.head_since is None and self.exchange is None:
@@ -182,6 +194,10 @@ class HttpProtocol(asyncio.Protocol):
             "headers": self.headers,
             "state": state.copy() if state else {},
         }
+        wants_upgrade = parser.should_upgrade()
+        if wants_upgrade and self.exchange is None and _serves_websocket(endpoint, self.headers):
+            self.upgrade = (scope, endpoint)  # type: ignore[assignment]  # endpoint checked
+            return
         max_body = endpoint.max_body_bytes if endpoint is not None else UNLIMITED
         if self.content_length > max_body:
             self._reject_after_pending(413, "request body too large")
@@ -190,7 +206,7 @@ class HttpProtocol(asyncio.Protocol):
             self,
             scope,
             endpoint,
-            keep_alive=parser.should_keep_alive() and not context.draining,
+            keep_alive=parser.should_keep_alive() and not context.draining and not wants_upgrade,
             expect_continue=self.expect_continue and version == "1.1",
             max_body=max_body,
             started_at=time.monotonic(),
@@ -222,6 +238,34 @@ class HttpProtocol(asyncio.Protocol):
         if exchange is not None:
             exchange.finish_body()
         self.parsing = None
+        if not self.parser.should_keep_alive():
+            self.last_request_read = True
+
+    def _switch_to_websocket(self, rest: bytes) -> None:
+        """Hand the transport to a WebSocket protocol; this object is done with it."""
+        upgrade, transport = self.upgrade, self.transport
+        if upgrade is None or transport is None:
+            return  # the connection went away while the head was parsed
+        scope, endpoint = upgrade
+        settings = endpoint.websocket
+        if settings is None:
+            return
+        self.transport = None
+        websocket = WebSocketProtocol(
+            self.context,
+            self.loop,
+            websocket_scope(scope, self.headers),
+            endpoint,
+            settings,
+        )
+        transport.set_protocol(websocket)
+        websocket.start(transport, self.url.decode("latin-1"), self.headers, rest)
+        self.context.connections.discard(self)
+
+    def _pause_for_good(self) -> None:
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
 
     # -------------------------------------------------------------- running
 
@@ -373,9 +417,7 @@ class HttpProtocol(asyncio.Protocol):
     def _reject_after_pending(self, status: int, message: str, *, force: bool = False) -> None:
         """Answer a client fault after the response in progress (if any), then close."""
         broken, self.parsing = self.parsing, None  # a body that can never complete
-        if self.transport is not None and not self.reading_paused:
-            self.reading_paused = True
-            self.transport.pause_reading()
+        self._pause_for_good()
         for waiting in self.pipeline:
             waiting.disconnect()
         self.pipeline.clear()
@@ -429,6 +471,13 @@ class HttpProtocol(asyncio.Protocol):
         elif self.idle_since is not None and now - self.idle_since >= settings.keep_alive_timeout:
             self.idle_since = None
             self.close()
+
+
+def _serves_websocket(endpoint: Endpoint | None, headers: list[tuple[bytes, bytes]]) -> bool:
+    """A WebSocket upgrade to an app that accepts WebSockets (others are answered as HTTP)."""
+    if endpoint is None or endpoint.websocket is None or not endpoint.websocket.enabled:
+        return False
+    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
 
 
 async def not_found(scope: Scope, receive: Any, send: Any) -> None:

@@ -1,0 +1,454 @@
+"""WebSocket connections: the ASGI WebSocket spec over `websockets`' sans-I/O protocol.
+
+Invariants:
+- The library frames, masks, negotiates extensions and answers pings; we
+  own the transport, the timers and the ASGI side. Every path that changes
+  the library's state ends in `_flush()`, which writes `data_to_send()` and
+  closes the TCP connection when the library says the stream is over.
+- The handshake is validated before the app is called: a bad one (missing
+  key, wrong version) is answered 400/426 by the library and the app never
+  sees it. The 101 is held until the app sends `websocket.accept`, so the
+  app can still choose a subprotocol, add headers, deny with 403 (close
+  before accept) or answer with its own HTTP response (the denial extension).
+- Back-pressure both ways: reading pauses while `max_queue` messages wait
+  for the app; the app's `websocket.send` waits while the transport's write
+  buffer is full, so a client that does not read cannot grow our memory.
+- Never imports supervisor/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections import deque
+from typing import Any, cast
+
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from uvhost.config.model import WebSocketSettings
+from uvhost.server import wire
+from uvhost.server.asgi_types import Message, Scope
+from uvhost.server.context import ListenerContext
+from uvhost.server.router import Endpoint
+
+logger = logging.getLogger("uvhost.error")
+protocol_logger = logging.getLogger("uvhost.websocket.protocol")
+protocol_logger.setLevel(logging.WARNING)  # the library's per-connection chatter is not ours
+
+GOING_AWAY, SERVICE_RESTART, INTERNAL_ERROR, INVALID_DATA = 1001, 1012, 1011, 1007
+ABNORMAL = 1006
+
+
+class ClientDisconnectedError(OSError):
+    """`websocket.send` after the connection closed (the ASGI spec asks for an OSError)."""
+
+
+class Phase(enum.IntEnum):
+    CONNECTING = 0  # handshake validated, waiting for the app to accept or deny
+    DENYING = 1  # the app is sending an HTTP response instead of accepting
+    OPEN = 2
+    CLOSED = 3  # we sent or received a close, or the connection is gone
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    def __init__(
+        self,
+        context: ListenerContext,
+        loop: asyncio.AbstractEventLoop,
+        scope: Scope,
+        endpoint: Endpoint,
+        settings: WebSocketSettings,
+    ) -> None:
+        self.context = context
+        self.loop = loop
+        self.scope = scope
+        self.endpoint = endpoint
+        self.settings = settings
+        extensions = [ServerPerMessageDeflateFactory()] if settings.per_message_deflate else None
+        self.ws = ServerProtocol(
+            extensions=extensions, max_size=settings.max_message_bytes, logger=protocol_logger
+        )
+        self.transport: asyncio.Transport | None = None
+        self.phase = Phase.CONNECTING
+        self.handshake: Response | None = None
+        self.denial_status = 0
+        self.denial_headers: list[tuple[str, str]] = []
+        self.denial_body: list[bytes] = []
+        self.connect_sent = False
+        self.incoming: deque[Message] = deque()
+        self.fragments: list[bytes | bytearray | memoryview] = []
+        self.fragment_opcode: Opcode | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.writable: asyncio.Future[None] | None = None
+        self.reading_paused = False
+        self.ping_timer: asyncio.TimerHandle | None = None
+        self.ping_payload: bytes | None = None
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.disconnect_code: int | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # ----------------------------------------------------------- handshake
+
+    def start(
+        self,
+        transport: asyncio.Transport,
+        raw_target: str,
+        headers: list[tuple[bytes, bytes]],
+        rest: bytes,
+    ) -> None:
+        """Take over a connection whose HTTP head asked for an upgrade."""
+        self.transport = transport
+        self.context.connections.add(self)
+        head = Request(
+            raw_target,
+            Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]),
+        ).serialize()
+        # httptools already parsed this head; the library parses it again so its own
+        # state machine moves past the handshake, the way its sans-I/O guide intends.
+        self.ws.receive_data(head)
+        events = self.ws.events_received()
+        request = events[0] if events and isinstance(events[0], Request) else None
+        response = (
+            self.ws.accept(request) if request is not None else self.ws.reject(400, "Bad Request\n")
+        )
+        if response.status_code != 101:
+            self.ws.send_response(response)  # 400/426 from the library; the app is not called
+            self.phase = Phase.CLOSED
+            self._flush()
+            self.close()
+            return
+        self.handshake = response
+        self.task = self.loop.create_task(self._run())
+        if rest:
+            self.data_received(rest)
+
+    async def _run(self) -> None:
+        app = self.endpoint.app
+        try:
+            await app(self.scope, self.receive, self.send)
+        except Exception as error:  # noqa: BLE001 - any app failure is answered, not raised
+            self._log("exception in ASGI app", error)
+            self._answer_failure()
+            return
+        if self.phase is Phase.CONNECTING:
+            self._log("ASGI app returned without accepting or closing the WebSocket")
+            self._answer_failure()
+        elif self.phase is Phase.DENYING:
+            self._log("ASGI app returned before completing its denial response")
+            self.close()
+        elif self.phase is Phase.OPEN:
+            self._send_close(1000, "")
+
+    def _answer_failure(self) -> None:
+        if self.phase in (Phase.CONNECTING, Phase.DENYING):
+            self.phase = Phase.CLOSED
+            if self.denial_status:  # part of a denial already decided; nothing valid to add
+                self.close()
+                return
+            self.ws.send_response(self.ws.reject(500, "Internal Server Error\n"))
+            self._flush()
+            self.close()
+        elif self.phase is Phase.OPEN:
+            self._send_close(INTERNAL_ERROR, "")
+
+    def _log(self, message: str, error: BaseException | None = None) -> None:
+        logger.error("%s (WebSocket %s)", message, self.scope["path"], exc_info=error)
+
+    # -------------------------------------------------------------- receive
+
+    async def receive(self) -> Message:
+        if not self.connect_sent:
+            self.connect_sent = True
+            return {"type": "websocket.connect"}
+        while True:
+            if self.incoming:
+                message = self.incoming.popleft()
+                if self.reading_paused and len(self.incoming) < self.settings.max_queue:
+                    self._resume_reading()
+                return message
+            if self.disconnect_code is not None:
+                return self._disconnect_message()
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def _disconnect_message(self) -> Message:
+        reason = self.ws.close_reason or "" if self.ws.close_rcvd is not None else ""
+        return {"type": "websocket.disconnect", "code": self.disconnect_code, "reason": reason}
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    # ----------------------------------------------------------------- send
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        phase = self.phase
+        if phase is Phase.OPEN:
+            if kind == "websocket.send":
+                await self._send_data(message)
+                return
+            if kind == "websocket.close":
+                self._send_close(int(message.get("code") or 1000), message.get("reason") or "")
+                return
+        elif phase is Phase.CONNECTING:
+            if kind == "websocket.accept":
+                self._accept(message)
+                return
+            if kind == "websocket.close":
+                self._deny_403()
+                return
+            if kind == "websocket.http.response.start":
+                self._start_denial(message)
+                return
+        elif phase is Phase.DENYING and kind == "websocket.http.response.body":
+            self._continue_denial(message)
+            return
+        elif phase is Phase.CLOSED and kind in ("websocket.send", "websocket.close"):
+            raise ClientDisconnectedError("the WebSocket is closed")
+        raise RuntimeError(f"ASGI: unexpected {kind!r} in WebSocket phase {phase.name}")
+
+    def _accept(self, message: Message) -> None:
+        response = self.handshake
+        if response is None:
+            raise RuntimeError("websocket.accept before the handshake was read")
+        headers = response.headers
+        if "Server" in headers:
+            del headers["Server"]
+        if self.context.settings.server_header:
+            headers["Server"] = wire.SERVER_NAME.decode()
+        if not self.context.settings.date_header and "Date" in headers:
+            del headers["Date"]
+        subprotocol = message.get("subprotocol")
+        if subprotocol:
+            headers["Sec-WebSocket-Protocol"] = subprotocol
+        for name, value in message.get("headers") or ():
+            wire.header_line(name, value)  # raises on CR, LF, NUL or a bad name
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+        self.ws.send_response(response)
+        self.phase = Phase.OPEN
+        self._flush()
+        self._schedule_ping()
+
+    def _deny_403(self) -> None:
+        self.phase = Phase.CLOSED
+        self.ws.send_response(self.ws.reject(403, "Forbidden\n"))
+        self._flush()
+        self.close()
+
+    def _start_denial(self, message: Message) -> None:
+        self.phase = Phase.DENYING
+        self.denial_status = int(message["status"])
+        for name, value in message.get("headers") or ():
+            wire.header_line(name, value)
+            self.denial_headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def _continue_denial(self, message: Message) -> None:
+        self.denial_body.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(self.denial_body)
+        headers = Headers([(n, v) for n, v in self.denial_headers if n.lower() != "content-length"])
+        headers["Content-Length"] = str(len(body))
+        headers["Connection"] = "close"
+        status = self.denial_status
+        reason = wire.status_line(status).decode("latin-1").split(" ", 2)[2].strip()
+        self.phase = Phase.CLOSED
+        self.ws.send_response(Response(status, reason, headers, body))
+        self._flush()
+        self.close()
+
+    async def _send_data(self, message: Message) -> None:
+        data = message.get("bytes")
+        if data is not None:
+            self.ws.send_binary(data)
+        else:
+            text = message.get("text")
+            if text is None:
+                raise RuntimeError("ASGI: websocket.send needs 'bytes' or 'text'")
+            self.ws.send_text(text.encode("utf-8"))
+        self._flush()
+        if self.writable is not None:
+            await self.writable
+
+    def _send_close(self, code: int, reason: str) -> None:
+        if self.ws.state is State.OPEN:
+            self.ws.send_close(code, reason)
+        self.phase = Phase.CLOSED
+        self._flush()
+
+    # ------------------------------------------------------------ transport
+
+    def data_received(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+        self._flush()
+        if self.ws.state is State.CLOSED or self.ws.close_rcvd is not None:
+            self._closed(self.ws.close_code or ABNORMAL)
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.PONG:
+            if frame.data == self.ping_payload:
+                self.ping_payload = None
+                self._schedule_ping()
+            return
+        if opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            return  # pings are answered by the library; close is handled after the loop
+        if opcode is not Opcode.CONT:
+            self.fragment_opcode = opcode
+        self.fragments.append(frame.data)
+        if not frame.fin:
+            return
+        first = self.fragments[0]
+        payload = (
+            first
+            if len(self.fragments) == 1 and isinstance(first, bytes)
+            else b"".join(self.fragments)
+        )
+        self.fragments = []
+        if self.phase is not Phase.OPEN:
+            return
+        if self.fragment_opcode is Opcode.TEXT:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self.ws.fail(INVALID_DATA, "invalid UTF-8 in a text message")
+                self.phase = Phase.CLOSED
+                return
+            self.incoming.append({"type": "websocket.receive", "text": text})
+        else:
+            self.incoming.append({"type": "websocket.receive", "bytes": payload})
+        self._wake()
+        if len(self.incoming) >= self.settings.max_queue and not self.reading_paused:
+            self.reading_paused = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        self.reading_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        chunks = self.ws.data_to_send()
+        end = chunks and chunks[-1] == b""
+        data = b"".join(chunks)
+        if data and not transport.is_closing():
+            transport.write(data)
+        if end:
+            self.close()  # the closing handshake is complete (or the handshake failed)
+        elif self.ws.close_expected() and self.close_timer is None:
+            # We sent a close frame: give the peer ping_timeout to answer it before
+            # the TCP connection is closed anyway.
+            self.close_timer = self.loop.call_later(self.settings.ping_timeout, self.close)
+
+    def _closed(self, code: int) -> None:
+        if self.disconnect_code is None:
+            self.disconnect_code = code
+        self.phase = Phase.CLOSED
+        self._cancel_ping()
+        self._wake()
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.context.forget(self)
+        self.ws.receive_eof()
+        self._closed(self.ws.close_code or ABNORMAL)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    # ---------------------------------------------------------------- pings
+
+    def _schedule_ping(self) -> None:
+        self._cancel_ping()
+        self.ping_timer = self.loop.call_later(self.settings.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        if self.ws.state is not State.OPEN:
+            return
+        self.ping_payload = os.urandom(4)
+        self.ws.send_ping(self.ping_payload)
+        self._flush()
+        self.ping_timer = self.loop.call_later(self.settings.ping_timeout, self._ping_timed_out)
+
+    def _ping_timed_out(self) -> None:
+        self.ping_timer = None
+        if self.ws.state is State.OPEN:
+            self.ws.fail(INTERNAL_ERROR, "keepalive ping timeout")
+            self._flush()
+        self._closed(INTERNAL_ERROR)
+        self.abort()
+
+    def _cancel_ping(self) -> None:
+        if self.ping_timer is not None:
+            self.ping_timer.cancel()
+            self.ping_timer = None
+
+    # --------------------------------------------- the worker's connection API
+
+    def check_timeouts(self, now: float) -> None:
+        """WebSockets have their own ping timers; nothing to do on the worker's tick."""
+
+    def shutdown(self, code: int = GOING_AWAY) -> None:
+        """Draining: close open WebSockets with 1001 (or 1012 on a restart)."""
+        if self.phase is Phase.OPEN:
+            self._send_close(code, "server shutting down")
+        elif self.phase is Phase.CONNECTING and self.task is None:
+            self.close()
+
+    def close(self) -> None:
+        self._cancel_ping()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def abort(self) -> None:
+        self.close()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def websocket_scope(http_scope: Scope, headers: list[tuple[bytes, bytes]]) -> Scope:
+    """The ASGI WebSocket scope for an upgrade request, from the HTTP scope built for it."""
+    scope = cast(dict[str, Any], dict(http_scope))
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if http_scope["scheme"] in ("https", "wss") else "ws"
+    protocols = [
+        item.strip().decode("latin-1")
+        for name, value in headers
+        if name == b"sec-websocket-protocol"
+        for item in value.split(b",")
+        if item.strip()
+    ]
+    scope["subprotocols"] = protocols
+    scope["extensions"] = {"websocket.http.response": {}}
+    return scope
