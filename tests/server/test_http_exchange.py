@@ -532,7 +532,7 @@ def test_write_back_pressure_blocks_send_while_the_client_does_not_read(host):
         assert previous < 512, f"{previous} chunks of 64 KiB accepted without a reader"
         [connection] = _connections(host)
         assert connection.transport.get_write_buffer_size() < 8 * 1024 * 1024
-        assert connection.writable is not None  # the app awaits the transport's resume
+        assert connection.flow.blocked is not None  # the app awaits the transport's resume
         # Reading lets the app go on.
         sock.settimeout(5)
         received = 0

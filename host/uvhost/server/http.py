@@ -28,6 +28,7 @@ from uvhost.server import wire
 from uvhost.server.asgi_types import Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, ResponseTooLongError
+from uvhost.server.flow import WriteFlow
 from uvhost.server.proxy import forwarded_client
 from uvhost.server.router import Endpoint
 from uvhost.server.websocket import WebSocketProtocol, websocket_scope
@@ -65,7 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         self.head_since: float | None = None  # loop time a request head began arriving
         self.in_head = False
         self.reading_paused = False
-        self.writable: asyncio.Future[None] | None = None
+        self.flow = WriteFlow(loop)
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.flush_scheduled = False
@@ -99,8 +100,7 @@ class HttpProtocol(asyncio.Protocol):
         for waiting in self.pipeline:
             waiting.disconnect()
         self.pipeline.clear()
-        if self.writable is not None and not self.writable.done():
-            self.writable.set_result(None)
+        self.flow.resume()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -375,8 +375,8 @@ class HttpProtocol(asyncio.Protocol):
         elif not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
-        if self.writable is not None:
-            await self.writable
+        if self.flow.blocked is not None:
+            await self.flow.blocked
 
     def flush(self) -> None:
         self.flush_scheduled = False
@@ -384,13 +384,10 @@ class HttpProtocol(asyncio.Protocol):
             self.write_now(b"")
 
     def pause_writing(self) -> None:
-        if self.writable is None:
-            self.writable = self.loop.create_future()
+        self.flow.pause()
 
     def resume_writing(self) -> None:
-        writable, self.writable = self.writable, None
-        if writable is not None and not writable.done():
-            writable.set_result(None)
+        self.flow.resume()
 
     # ------------------------------------------------------------- reading
 

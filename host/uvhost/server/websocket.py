@@ -36,6 +36,7 @@ from uvhost.config.model import WebSocketSettings
 from uvhost.server import wire
 from uvhost.server.asgi_types import Message, Scope
 from uvhost.server.context import ListenerContext
+from uvhost.server.flow import WriteFlow
 from uvhost.server.router import Endpoint
 
 logger = logging.getLogger("uvhost.error")
@@ -86,7 +87,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.fragments: list[bytes | bytearray | memoryview] = []
         self.fragment_opcode: Opcode | None = None
         self.waiter: asyncio.Future[None] | None = None
-        self.writable: asyncio.Future[None] | None = None
+        self.flow = WriteFlow(loop)
         self.reading_paused = False
         self.ping_timer: asyncio.TimerHandle | None = None
         self.ping_payload: bytes | None = None
@@ -278,8 +279,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 raise RuntimeError("ASGI: websocket.send needs 'bytes' or 'text'")
             self.ws.send_text(text.encode("utf-8"))
         self._flush()
-        if self.writable is not None:
-            await self.writable
+        if self.flow.blocked is not None:
+            await self.flow.blocked
 
     def _send_close(self, code: int, reason: str) -> None:
         if self.ws.state is State.OPEN:
@@ -290,13 +291,19 @@ class WebSocketProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ transport
 
     def data_received(self, data: bytes) -> None:
-        self.ws.receive_data(data)
-        for event in self.ws.events_received():
+        ws = self.ws
+        ws.receive_data(data)
+        for event in ws.events_received():
             if isinstance(event, Frame):
                 self._on_frame(event)
+        if ws.state is State.OPEN and self.phase is not Phase.CLOSED:
+            chunks = ws.data_to_send()  # a pong at most, on the common path
+            if chunks and self.transport is not None:
+                self.transport.write(b"".join(chunks))
+            return
         self._flush()
-        if self.ws.state is State.CLOSED or self.ws.close_rcvd is not None:
-            self._closed(self.ws.close_code or ABNORMAL)
+        if ws.state is State.CLOSED or ws.close_rcvd is not None:
+            self._closed(ws.close_code or ABNORMAL)
 
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -364,8 +371,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.phase = Phase.CLOSED
         self._cancel_ping()
         self._wake()
-        if self.writable is not None and not self.writable.done():
-            self.writable.set_result(None)
+        self.flow.resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.forget(self)
@@ -374,13 +380,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
-        if self.writable is None:
-            self.writable = self.loop.create_future()
+        self.flow.pause()
 
     def resume_writing(self) -> None:
-        writable, self.writable = self.writable, None
-        if writable is not None and not writable.done():
-            writable.set_result(None)
+        self.flow.resume()
 
     # ---------------------------------------------------------------- pings
 

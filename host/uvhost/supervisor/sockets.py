@@ -18,7 +18,7 @@ import errno
 import os
 import socket
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,9 +99,18 @@ def _bind_tcp(address: TcpBind, backlog: int) -> socket.socket:
     )
     family, kind, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, kind, proto)
-    try:
+
+    def setup() -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
+
+    return _listening(sock, backlog, setup)
+
+
+def _listening(sock: socket.socket, backlog: int, setup: Callable[[], None]) -> socket.socket:
+    """Run `setup` (bind and friends), then listen; the socket is closed if any step fails."""
+    try:
+        setup()
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError:
@@ -113,16 +122,13 @@ def _bind_tcp(address: TcpBind, backlog: int) -> socket.socket:
 def _bind_unix(path: Path, backlog: int, mode: int | None) -> socket.socket:
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
+
+    def setup() -> None:
         sock.bind(str(path))
         if mode is not None:
             path.chmod(mode)
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+
+    return _listening(sock, backlog, setup)
 
 
 def _remove_stale(path: Path) -> None:
