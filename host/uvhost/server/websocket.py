@@ -93,6 +93,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.ping_payload: bytes | None = None
         self.close_timer: asyncio.TimerHandle | None = None
         self.disconnect_code: int | None = None
+        self.disconnect_reason = ""
         self.task: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------- handshake
@@ -183,8 +184,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.waiter = None
 
     def _disconnect_message(self) -> Message:
-        reason = self.ws.close_reason or "" if self.ws.close_rcvd is not None else ""
-        return {"type": "websocket.disconnect", "code": self.disconnect_code, "reason": reason}
+        code, reason = self.disconnect_code, self.disconnect_reason
+        return {"type": "websocket.disconnect", "code": code, "reason": reason}
 
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -302,8 +303,12 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.transport.write(b"".join(chunks))
             return
         self._flush()
-        if ws.state is State.CLOSED or ws.close_rcvd is not None:
-            self._closed(ws.close_code or ABNORMAL)
+        if ws.close_rcvd is not None:  # the peer's code; 1005 when its close frame had none
+            self._closed(ws.close_rcvd.code, ws.close_rcvd.reason)
+        elif ws.parser_exc is not None and ws.close_sent is not None:
+            self._closed(ws.close_sent.code)  # the library failed the connection: 1002, 1009...
+        elif ws.state is State.CLOSED:
+            self._closed(ABNORMAL)
 
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -333,7 +338,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 text = payload.decode("utf-8")
             except UnicodeDecodeError:
                 self.ws.fail(INVALID_DATA, "invalid UTF-8 in a text message")
-                self.phase = Phase.CLOSED
+                self._closed(INVALID_DATA)
                 return
             self.incoming.append({"type": "websocket.receive", "text": text})
         else:
@@ -365,9 +370,10 @@ class WebSocketProtocol(asyncio.Protocol):
             # the TCP connection is closed anyway.
             self.close_timer = self.loop.call_later(self.settings.ping_timeout, self.close)
 
-    def _closed(self, code: int) -> None:
+    def _closed(self, code: int, reason: str = "") -> None:
+        """The connection is over for the app: the first code seen is what it is told."""
         if self.disconnect_code is None:
-            self.disconnect_code = code
+            self.disconnect_code, self.disconnect_reason = code, reason
         self.phase = Phase.CLOSED
         self._cancel_ping()
         self._wake()
@@ -376,7 +382,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.forget(self)
         self.ws.receive_eof()
-        self._closed(self.ws.close_code or ABNORMAL)
+        rcvd = self.ws.close_rcvd
+        self._closed(*((rcvd.code, rcvd.reason) if rcvd is not None else (ABNORMAL, "")))
         self.transport = None
 
     def pause_writing(self) -> None:

@@ -17,7 +17,6 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email.utils import formatdate
 from http import HTTPStatus
 
 SERVER_NAME = b"uvhost"
@@ -173,8 +172,22 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK = b"0\r\n\r\n"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(now: float | None = None) -> bytes:
-    return formatdate(time.time() if now is None else now, usegmt=True).encode("ascii")
+    """An IMF-fixdate (RFC 9110), spelt in English whatever the process locale."""
+    t = time.gmtime(time.time() if now is None else now)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday].encode(),
+        t.tm_mday,
+        _MONTHS[t.tm_mon - 1].encode(),
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
 
 
 def preamble(*, server_header: bool, date_header: bool, now: float | None = None) -> bytes:

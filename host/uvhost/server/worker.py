@@ -135,7 +135,8 @@ class Worker:
                 connection.check_timeouts(now)
         self._clock = loop.call_later(TICK, self._tick)
 
-    async def drain(self) -> None:
+    async def drain(self, code: int = 1001) -> None:
+        """`code` closes open WebSockets: 1001 when the host stops, 1012 on a roll."""
         timeout = self.plan.config.host.graceful_timeout
         for server in self.servers:
             server.close()
@@ -146,7 +147,7 @@ class Worker:
             if not context.connections:
                 context.drained.set()
             for connection in list(context.connections):
-                connection.shutdown()
+                connection.shutdown(code)
             waits.append(asyncio.ensure_future(context.drained.wait()))
         if waits:
             _, pending = await asyncio.wait(waits, timeout=timeout)

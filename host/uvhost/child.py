@@ -1,0 +1,100 @@
+"""A spawned worker process: `python -m uvhost.child FD`.
+
+FD is this process's end of a socketpair to the supervisor. The first
+message on it is a `Hello` (the worker's spec and the fds of its inherited
+listening sockets); then the worker reports Ready or Failed, and serves
+until the supervisor sends Drain, the pipe closes, or SIGTERM arrives.
+
+Invariants:
+- SIGINT is ignored: a terminal's Ctrl-C reaches every process in the group,
+  and only the supervisor decides how to stop (drain, in order).
+- A supervisor that vanishes (the pipe closes) makes the worker drain and
+  exit, never linger as an orphan holding sockets.
+- Lives outside `server` and `supervisor` because it joins them: it runs the
+  server's Worker and speaks the supervisor's ipc messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+
+from uvhost import ipc
+from uvhost.observe.builtins import Health, MetricsUnavailable
+from uvhost.observe.logs import configure
+from uvhost.server.asgi_types import ASGIApp
+from uvhost.server.worker import Worker, WorkerStartupError
+
+logger = logging.getLogger("uvhost.worker")
+EXIT_CANNOT_START = 3
+
+
+async def serve(channel_fd: int) -> int:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=channel_fd))
+    hello = await ipc.read_message(reader)
+    if not isinstance(hello, ipc.Hello):
+        return EXIT_CANNOT_START
+    spec = hello.spec
+    configure(spec.plan.config.logging)
+    sockets = {name: socket.socket(fileno=fd) for name, fd in hello.fds.items()}
+    pid = os.getpid()
+    draining = False
+    builtins: dict[str, ASGIApp] = {
+        "@health": Health(lambda: not draining),
+        "@metrics": MetricsUnavailable(),
+    }
+    worker = Worker(spec.plan, [spec.plan.group(spec.group)], sockets, builtins=builtins)
+    try:
+        await worker.start()
+    except WorkerStartupError as error:
+        writer.write(ipc.frame(ipc.Failed(pid, str(error))))
+        await writer.drain()
+        return EXIT_CANNOT_START
+    writer.write(ipc.frame(ipc.Ready(pid)))
+
+    stop: asyncio.Future[int] = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, _settle, stop, ipc.GOING_AWAY)
+    listener = asyncio.ensure_future(_listen(reader, stop))
+    code = await stop
+    draining = True
+    listener.cancel()
+    writer.write(ipc.frame(ipc.Stopping(pid)))
+    await worker.drain(code)
+    writer.close()
+    return 0
+
+
+async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int]) -> None:
+    while True:
+        try:
+            message = await ipc.read_message(reader)
+        except EOFError:
+            _settle(stop, ipc.GOING_AWAY)  # the supervisor is gone: leave cleanly
+            return
+        if isinstance(message, ipc.Drain):
+            _settle(stop, message.code)
+            return
+        if isinstance(message, ipc.ApplyLogging):
+            configure(message.settings)
+
+
+def _settle(stop: asyncio.Future[int], code: int) -> None:
+    if not stop.done():
+        stop.set_result(code)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

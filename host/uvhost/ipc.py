@@ -1,0 +1,109 @@
+"""Messages between the supervisor and its worker processes, over a duplex pipe.
+
+Invariants:
+- Imports only `uvhost.config`: both sides of the pipe can use it, and
+  neither `server` nor `supervisor` has to import the other.
+- Every message is a small frozen dataclass, pickled with a length prefix
+  over a socketpair the supervisor made; a worker is started from a `Hello`
+  (its `WorkerSpec` and socket fds) and nothing else. Pickle is safe here:
+  both ends are the same program, parent and child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import struct
+from dataclasses import dataclass
+
+from uvhost.config.model import LoggingSettings
+from uvhost.config.plan import Plan
+
+# Close codes a draining worker sends to open WebSockets (RFC 6455 / IANA).
+GOING_AWAY = 1001  # the host is stopping
+SERVICE_RESTART = 1012  # a new generation takes over
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a spawned worker needs: the plan and which group it serves."""
+
+    plan: Plan
+    group: str
+    generation: int
+    index: int
+
+
+# ---------------------------------------------------------- worker → supervisor
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Apps imported, lifespan startup done, sockets served."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The worker cannot serve; `reason` is one line for the operator."""
+
+    pid: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """The worker began draining (asked to, or on its own, e.g. max_requests)."""
+
+    pid: int
+
+
+# ---------------------------------------------------------- supervisor → worker
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Stop accepting, finish in-flight work within `timeout`, close WebSockets with `code`."""
+
+    code: int = GOING_AWAY
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyLogging:
+    """New logging settings, applied without a restart."""
+
+    settings: LoggingSettings
+
+
+ToSupervisor = Ready | Failed | Stopping
+ToWorker = Drain | ApplyLogging
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The first message to a new worker: its spec and where its sockets are (fd numbers)."""
+
+    spec: WorkerSpec
+    fds: dict[str, int]
+
+
+# ---------------------------------------------------------------- framing
+
+
+async def read_message(reader: asyncio.StreamReader) -> object:
+    """One length-prefixed pickle; EOFError when the other side is gone."""
+    try:
+        header = await reader.readexactly(_LENGTH.size)
+        (size,) = _LENGTH.unpack(header)
+        return pickle.loads(await reader.readexactly(size))  # noqa: S301 - our own child
+    except asyncio.IncompleteReadError as error:
+        raise EOFError("the other end of the pipe closed") from error
+
+
+def frame(message: object) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+_LENGTH = struct.Struct("!I")

@@ -1,0 +1,125 @@
+"""One worker group's processes across generations: start, roll, restart, stop.
+
+Invariants:
+- A generation replaces the previous one only when every one of its
+  workers reported Ready; until then the old generation serves alone, and
+  if the new one fails it is stopped and the old one keeps serving.
+- Both generations accept on the same inherited sockets while the old one
+  drains, so no connection is refused during a roll.
+- A worker that exits on its own is replaced with exponential backoff; a
+  group whose replacements keep failing at startup stops retrying and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from uvhost import ipc
+from uvhost.config.plan import Plan
+from uvhost.supervisor.process import WorkerProcess, WorkerStartError
+
+logger = logging.getLogger("uvhost.supervisor")
+
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+MAX_STARTUP_FAILURES = 5
+
+
+@dataclass(eq=False)
+class GroupRunner:
+    name: str
+    generation: int = 0
+    workers: list[WorkerProcess] = field(default_factory=list)
+    retiring: set[WorkerProcess] = field(default_factory=set)
+    plan: Plan | None = None
+    sockets: Mapping[str, socket.socket] = field(default_factory=dict)
+    failures: int = 0
+    failed: str | None = None  # why the group gave up restarting, if it did
+    stopping: bool = False
+
+    async def start(self, plan: Plan, sockets: Mapping[str, socket.socket]) -> None:
+        """Start a generation from `plan`; raises WorkerStartError and leaves the old one."""
+        group = plan.group(self.name)
+        generation = self.generation + 1
+        timeout = plan.config.host.startup_timeout
+        fresh: list[WorkerProcess] = []
+        try:
+            for index in range(group.workers):
+                spec = ipc.WorkerSpec(plan, self.name, generation, index)
+                fresh.append(await WorkerProcess.spawn(spec, sockets))
+            await asyncio.gather(*(worker.wait_ready(timeout) for worker in fresh))
+        except (WorkerStartError, OSError) as error:
+            await asyncio.gather(*(w.stop(ipc.GOING_AWAY, 1.0) for w in fresh))
+            raise WorkerStartError(f'group "{self.name}": {error}') from error
+        previous = self.workers
+        self.workers, self.generation = fresh, generation
+        self.plan, self.sockets = plan, sockets
+        self.failures, self.failed = 0, None
+        for worker in fresh:
+            asyncio.ensure_future(self._watch(worker))
+        for worker in previous:
+            self._retire(worker, ipc.SERVICE_RESTART)
+
+    def _retire(self, worker: WorkerProcess, code: int) -> None:
+        self.retiring.add(worker)
+        timeout = self.plan.config.host.graceful_timeout if self.plan else 30.0
+
+        async def drain() -> None:
+            await worker.stop(code, timeout)
+            worker.close()
+            self.retiring.discard(worker)
+
+        asyncio.ensure_future(drain())
+
+    async def _watch(self, worker: WorkerProcess) -> None:
+        status = await worker.wait()
+        if self.stopping or worker.draining or worker not in self.workers:
+            return
+        logger.error(
+            'worker %d of group "%s" exited unexpectedly (status %s)', worker.pid, self.name, status
+        )
+        worker.close()
+        await self._replace(worker)
+
+    async def _replace(self, dead: WorkerProcess) -> None:
+        while not self.stopping and dead in self.workers and self.plan is not None:
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**self.failures)
+            await asyncio.sleep(delay)
+            if self.stopping or dead not in self.workers:
+                return
+            try:
+                worker = await WorkerProcess.spawn(dead.spec, self.sockets)
+                await worker.wait_ready(self.plan.config.host.startup_timeout)
+            except (WorkerStartError, OSError) as error:
+                self.failures += 1
+                logger.error('replacing a worker of group "%s" failed: %s', self.name, error)
+                if self.failures >= MAX_STARTUP_FAILURES:
+                    self.failed = f"{self.failures} replacements failed; last: {error}"
+                    logger.error('group "%s" stops restarting workers: %s', self.name, error)
+                    return
+                continue
+            self.workers[self.workers.index(dead)] = worker
+            self.failures = 0
+            asyncio.ensure_future(self._watch(worker))
+            logger.info('worker %d replaces %d in group "%s"', worker.pid, dead.pid, self.name)
+            return
+
+    def broadcast(self, message: ipc.ToWorker) -> None:
+        for worker in self.workers:
+            worker.send(message)
+
+    async def stop(self, code: int) -> None:
+        """Drain every worker (current and retiring) and wait for them all."""
+        self.stopping = True
+        timeout = self.plan.config.host.graceful_timeout if self.plan else 30.0
+        everyone = [*self.workers, *self.retiring]
+        await asyncio.gather(*(worker.stop(code, timeout) for worker in everyone))
+        for worker in everyone:
+            worker.close()
+        self.workers = []
+
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers]

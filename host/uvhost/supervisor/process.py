@@ -1,0 +1,125 @@
+"""One spawned worker process and its pipe, seen from the supervisor.
+
+Invariants:
+- Workers are spawned (`python -m uvhost.child`), never forked: a fresh
+  interpreter imports the apps, so nothing of the supervisor's state leaks in.
+- The listening sockets are passed by fd (`pass_fds`); the supervisor keeps
+  its own copies, so sockets outlive every worker generation.
+- Never imports server/: the child entry point is named, not imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from uvhost import ipc
+
+logger = logging.getLogger("uvhost.supervisor")
+CHILD = [sys.executable, "-m", "uvhost.child"]
+
+
+class WorkerStartError(Exception):
+    """The worker reported Failed, exited, or was not ready in time; one line."""
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    spec: ipc.WorkerSpec
+    process: asyncio.subprocess.Process
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    ready: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    draining: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    async def spawn(
+        cls, spec: ipc.WorkerSpec, sockets: Mapping[str, socket.socket]
+    ) -> WorkerProcess:
+        ours, theirs = socket.socketpair()
+        fds = {name: sockets[name].fileno() for name in spec.plan.group(spec.group).listeners}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *CHILD,
+                str(theirs.fileno()),
+                pass_fds=[theirs.fileno(), *fds.values()],
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        worker = cls(spec, process, reader, writer)
+        writer.write(ipc.frame(ipc.Hello(spec, fds)))
+        asyncio.ensure_future(worker._listen())
+        return worker
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await ipc.read_message(self.reader)
+            except EOFError:
+                self._settle(WorkerStartError(f"worker {self.pid} exited before it was ready"))
+                return
+            if isinstance(message, ipc.Ready):
+                self._settle(None)
+            elif isinstance(message, ipc.Failed):
+                self._settle(WorkerStartError(message.reason))
+            elif isinstance(message, ipc.Stopping):
+                self.draining = True
+
+    def _settle(self, error: Exception | None) -> None:
+        if self.ready.done():
+            return
+        if error is None:
+            self.ready.set_result(None)
+        else:
+            self.ready.set_exception(error)
+
+    async def wait_ready(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.ready), timeout)
+        except TimeoutError:
+            raise WorkerStartError(
+                f"worker {self.pid} was not ready within {timeout:g}s (host.startup_timeout)"
+            ) from None
+
+    def send(self, message: ipc.ToWorker) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(ipc.frame(message))
+
+    def drain(self, code: int = ipc.GOING_AWAY) -> None:
+        self.draining = True
+        self.send(ipc.Drain(code))
+
+    async def wait(self) -> int:
+        return await self.process.wait()
+
+    async def stop(self, code: int, timeout: float) -> int:
+        """Drain, then SIGKILL if it outlives `timeout` (plus a grace second)."""
+        self.drain(code)
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout + 1.0)
+        except TimeoutError:
+            logger.warning("worker %d did not drain in time; killing it", self.pid)
+            self.kill()
+            return await self.process.wait()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.writer.close()
