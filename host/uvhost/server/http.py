@@ -443,7 +443,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def shutdown(self, code: int = 1001) -> None:  # noqa: ARG002 - HTTP has no close code
+    def shutdown(self, code: int = 1001) -> None:  # HTTP has no close code; WebSockets do
         """Draining: close now if idle, else after the response in progress."""
         if self.exchange is None:
             self.close()

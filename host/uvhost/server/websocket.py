@@ -281,7 +281,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self.ws.send_text(text.encode("utf-8"))
         self._flush()
         if self.flow.blocked is not None:
-            await self.flow.blocked
+            # Shielded: an app that cancels one send (a timeout) must not cancel the
+            # shared future every later send waits on.
+            await asyncio.shield(self.flow.blocked)
 
     def _send_close(self, code: int, reason: str) -> None:
         if self.ws.state is State.OPEN:

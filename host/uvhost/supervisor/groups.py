@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from uvhost import ipc
 from uvhost.config.plan import Plan
 from uvhost.supervisor.process import WorkerProcess, WorkerStartError
+from uvhost.supervisor.tasks import background
 
 logger = logging.getLogger("uvhost.supervisor")
 
@@ -59,7 +60,7 @@ class GroupRunner:
         self.plan, self.sockets = plan, sockets
         self.failures, self.failed = 0, None
         for worker in fresh:
-            asyncio.ensure_future(self._watch(worker))
+            background(self._watch(worker))
         for worker in previous:
             self._retire(worker, ipc.SERVICE_RESTART)
 
@@ -72,7 +73,7 @@ class GroupRunner:
             worker.close()
             self.retiring.discard(worker)
 
-        asyncio.ensure_future(drain())
+        background(drain())
 
     async def _watch(self, worker: WorkerProcess) -> None:
         status = await worker.wait()
@@ -103,7 +104,7 @@ class GroupRunner:
                 continue
             self.workers[self.workers.index(dead)] = worker
             self.failures = 0
-            asyncio.ensure_future(self._watch(worker))
+            background(self._watch(worker))
             logger.info('worker %d replaces %d in group "%s"', worker.pid, dead.pid, self.name)
             return
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from uvhost import ipc
+from uvhost.supervisor.tasks import background
 
 logger = logging.getLogger("uvhost.supervisor")
 CHILD = [sys.executable, "-m", "uvhost.child"]
@@ -63,7 +64,7 @@ class WorkerProcess:
         reader, writer = await asyncio.open_connection(sock=ours)
         worker = cls(spec, process, reader, writer)
         writer.write(ipc.frame(ipc.Hello(spec, fds)))
-        asyncio.ensure_future(worker._listen())
+        background(worker._listen())
         return worker
 
     async def _listen(self) -> None:

@@ -1,0 +1,192 @@
+"""The supervisor: one serialising loop over signals, file changes and worker events.
+
+Invariants:
+- Signal handlers and the file watcher only enqueue; `run` handles events
+  one at a time, so a reload never races a stop or another reload.
+- The supervisor binds every socket and keeps it for as long as the config
+  names it; workers come and go on top of them.
+- Never imports server/ or anything of HTTP: workers are processes to it.
+- A rejected reload changes nothing: the old plan, sockets and workers stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from uvhost import ipc
+from uvhost.config.diff import ChangeKind, PlanDiff, diff
+from uvhost.config.errors import render
+from uvhost.config.load import load_config
+from uvhost.config.plan import Plan
+from uvhost.observe.logs import configure
+from uvhost.supervisor.groups import GroupRunner
+from uvhost.supervisor.process import WorkerStartError
+from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, bind
+from uvhost.supervisor.tasks import background
+from uvhost.supervisor.watch import watch_files
+
+logger = logging.getLogger("uvhost")
+EXIT_OK, EXIT_CANNOT_START = 0, 3
+
+
+class Event(enum.Enum):
+    STOP = "stop"
+    RELOAD = "reload"
+
+
+class Supervisor:
+    def __init__(
+        self, path: Path, plan: Plan, sockets: SocketSet, *, watched: tuple[Path, ...] = ()
+    ) -> None:
+        self.path = path
+        self.plan = plan
+        self.sockets = sockets
+        self.groups: dict[str, GroupRunner] = {}
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.stops = 0
+        self.watched: tuple[Path, ...] = watched or (path.resolve(),)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self.events.put_nowait, Event.RELOAD)
+        try:
+            await self._start_groups(self.plan, [group.name for group in self.plan.groups])
+        except WorkerStartError as error:
+            logger.error("cannot start: %s", error)
+            await self._stop_all()
+            return EXIT_CANNOT_START
+        self._log_listening()
+        watcher = self._watch() if self.plan.config.host.watch else None
+        while await self.events.get() is not Event.STOP:
+            await self.reload()
+        if watcher is not None:
+            watcher.cancel()
+        logger.info("draining (up to %gs)", self.plan.config.host.graceful_timeout)
+        await self._stop_all()
+        logger.info("stopped")
+        return EXIT_OK
+
+    def _on_stop_signal(self) -> None:
+        self.stops += 1
+        if self.stops > 1:
+            logger.warning("second stop signal: exiting now")
+            for runner in self.groups.values():
+                for worker in [*runner.workers, *runner.retiring]:
+                    worker.kill()
+            os._exit(1)
+        self.events.put_nowait(Event.STOP)
+
+    def _watch(self) -> asyncio.Task[None]:
+        async def loop() -> None:
+            async for _ in watch_files(lambda: self.watched):
+                self.events.put_nowait(Event.RELOAD)
+
+        return background(loop())
+
+    async def _start_groups(self, plan: Plan, names: list[str]) -> None:
+        for name in names:
+            runner = self.groups.get(name) or GroupRunner(name)
+            await runner.start(plan, self.sockets.by_name())
+            self.groups[name] = runner
+
+    async def _stop_all(self) -> None:
+        await asyncio.gather(*(g.stop(ipc.GOING_AWAY) for g in self.groups.values()))
+
+    def _log_listening(self) -> None:
+        for bound in self.sockets:
+            scheme = "https" if self.plan.config.listeners[bound.name].tls else "http"
+            where = bound.describe()
+            shown = where if where.startswith("unix:") else f"{scheme}://{where}"
+            logger.info("listening on %s (%s)", shown, bound.name)
+        workers = sum(len(g.workers) for g in self.groups.values())
+        logger.info("ready: %d group(s), %d worker(s)", len(self.groups), workers)
+
+    # ----------------------------------------------------------------- reload
+
+    async def reload(self) -> None:
+        started = time.monotonic()
+        result = load_config(self.path)
+        if result.config is None:
+            for diagnostic in result.errors:
+                logger.error("%s", render(diagnostic, str(self.path)))
+            logger.error(
+                "reload rejected (%d error(s)); still serving the previous config",
+                len(result.errors),
+            )
+            return
+        new = result.plan()
+        self.watched = result.watched_files
+        changes = diff(self.plan, new)
+        if changes.is_empty:
+            logger.info("reload: no changes")
+            return
+        try:
+            added = self._bind_new_sockets(new, changes)
+        except BindError as error:
+            logger.error("reload rejected: %s; still serving the previous config", error)
+            return
+        if await self._apply(new, changes, added):
+            logger.info("applied in %.2fs: %s", time.monotonic() - started, changes.summary())
+
+    async def _apply(self, new: Plan, changes: PlanDiff, added: dict[str, BoundSocket]) -> bool:
+        """Live settings, then new generations, then retirements; False if a roll failed."""
+        old_sockets = self.sockets
+        self.sockets = SocketSet({**old_sockets.sockets, **added})
+        for name in changes.subjects(ChangeKind.LISTENER_REMOVED):
+            self.sockets.sockets.pop(name, None)
+        if any(c.subject == "logging" for c in changes.of(ChangeKind.LIVE)):
+            configure(new.config.logging)
+            for runner in self.groups.values():
+                runner.broadcast(ipc.ApplyLogging(new.config.logging))
+        to_start = [
+            *changes.subjects(ChangeKind.GROUP_ROLLED),
+            *changes.subjects(ChangeKind.GROUP_STARTED),
+        ]
+        try:
+            await self._start_groups(new, to_start)
+        except WorkerStartError as error:
+            logger.error("reload failed: %s; the previous generation keeps serving", error)
+            for name, bound in added.items():
+                if old_sockets.sockets.get(name) is not bound:
+                    bound.close()
+            self.sockets = old_sockets
+            return False
+        for name in changes.subjects(ChangeKind.GROUP_RETIRED):
+            if name in self.groups:
+                background(self.groups.pop(name).stop(ipc.SERVICE_RESTART))
+        for name, bound in old_sockets.sockets.items():
+            if self.sockets.sockets.get(name) is not bound:
+                bound.close()  # workers that still drain hold their own copies
+        self.plan = new
+        return True
+
+    def _bind_new_sockets(self, new: Plan, changes: PlanDiff) -> dict[str, BoundSocket]:
+        """Sockets for added listeners and changed binds; all or none.
+
+        A listener whose address stays (only backlog or unix_mode changed)
+        keeps its socket: the old generation still accepts on it, so binding
+        the address again would fail.
+        """
+        changed = changes.subjects(ChangeKind.LISTENER_CHANGED)
+        added: dict[str, BoundSocket] = {}
+        try:
+            for name in (*changes.subjects(ChangeKind.LISTENER_ADDED), *changed):
+                listener = new.config.listeners[name]
+                current = self.sockets.sockets.get(name)
+                if current is not None and current.address == listener.bind:
+                    current.sock.listen(listener.backlog)
+                    continue
+                added[name] = bind(name, listener)
+        except BindError:
+            for bound in added.values():
+                bound.close()
+            raise
+        return added
