@@ -91,6 +91,9 @@ class Section(BaseModel):
         validate_default=False,
         use_attribute_docstrings=False,
         hide_input_in_errors=True,
+        # Validators are built on first validation, not at import: worker processes
+        # only unpickle a plan the supervisor validated, and never pay for them.
+        defer_build=True,
     )
 
 
