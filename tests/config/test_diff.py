@@ -7,6 +7,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import trustme
+
 from uvhost.config.diff import Change, ChangeKind, PlanDiff, changed_keys, diff
 from uvhost.config.load import load_config
 from uvhost.config.model import validate_config
@@ -196,6 +198,32 @@ def test_a_tls_password_change_rolls(tmp_path: Path) -> None:
     assert rolled.keys == ("listeners.hello.tls.password",)
     assert "one" not in result.summary()
     assert "two" not in result.summary()
+
+
+def test_a_certificate_replaced_on_disk_rolls_only_its_group(tmp_path: Path) -> None:
+    authority = trustme.CA()
+    pem, key = tmp_path / "site.pem", tmp_path / "site.key"
+    config = tmp_path / "uvhost.toml"
+
+    def issue() -> None:
+        server = authority.issue_cert("localhost")
+        server.cert_chain_pems[0].write_to_path(pem)
+        server.private_key_pem.write_to_path(key)
+
+    issue()
+    config.write_text(
+        '[listeners.secure]\nbind = "127.0.0.1:0"\napp = "site"\n'
+        '[listeners.secure.tls]\ncertificate = "site.pem"\nprivate_key = "site.key"\n'
+        '[listeners.plain]\nbind = "127.0.0.1:0"\napp = "hello"\n'
+        '[apps.site]\ntarget = "site:app"\n[apps.hello]\ntarget = "hello:app"\n'
+    )
+    before = load_config(config).plan()
+    assert diff(before, load_config(config).plan()).is_empty  # same files, same content
+    issue()  # same paths, new certificate and key
+    result = diff(before, load_config(config).plan())
+    assert result.subjects(ChangeKind.GROUP_ROLLED) == ("site",)
+    assert result.subjects(ChangeKind.UNTOUCHED) == ("hello",)
+    assert any(key.startswith("tls_files.") for key in result.of(ChangeKind.GROUP_ROLLED)[0].keys)
 
 
 def test_summary_is_one_line() -> None:

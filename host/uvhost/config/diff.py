@@ -127,6 +127,14 @@ def _fingerprint(plan: Plan, group: WorkerGroup) -> dict[str, Any]:
         "listeners": {name: _dump(config.listeners[name]) for name in group.listeners},
         "apps": {name: _dump(config.apps[name]) for name in group.apps},
         "environment": {name: dict(plan.app_environments.get(name, {})) for name in group.apps},
+        "tls_files": {
+            str(path): digest
+            for name in group.listeners
+            if (tls := config.listeners[name].tls) is not None
+            for path in (tls.certificate, tls.private_key, tls.client_ca)
+            if path is not None
+            for digest in (plan.file_digests.get(path),)
+        },
         "host": {"max_requests": host.max_requests, "jitter": host.max_requests_jitter},
     }
 

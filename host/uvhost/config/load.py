@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ class LoadResult:
     document: SourceDocument | None = None
     watched_files: tuple[Path, ...] = ()
     app_environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    file_digests: Mapping[Path, str | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class LoadResult:
             base_dir=self.path.parent.resolve(),
             cpu_count=cpu_count or os.cpu_count() or 1,
             app_environments=self.app_environments,
+            file_digests=self.file_digests,
         )
 
 
@@ -111,9 +114,11 @@ def load_document(document: SourceDocument, environ: Mapping[str, str]) -> LoadR
     )
     watched = [document.path.resolve(), *(p for _, p in env_paths)]
     environments: dict[str, dict[str, str]] = {}
+    digests: dict[Path, str | None] = {}
     if config is not None:
         watched.extend(_files_of(config))
         environments = _app_environments(config)
+        digests = {path: file_digest(path) for path in _tls_files(config)}
     return LoadResult(
         document.path,
         None if failed else config,
@@ -121,7 +126,16 @@ def load_document(document: SourceDocument, environ: Mapping[str, str]) -> LoadR
         document,
         tuple(dict.fromkeys(watched)),
         environments,
+        digests,
     )
+
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of a file's content, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _host_env_files(
@@ -195,6 +209,11 @@ def _files_of(config: HostConfig) -> list[Path]:
     files: list[Path] = []
     for app in config.apps.values():
         files.extend(app.env_files)
+    return files + _tls_files(config)
+
+
+def _tls_files(config: HostConfig) -> list[Path]:
+    files: list[Path] = []
     for listener in config.listeners.values():
         tls = listener.tls
         if tls is not None:

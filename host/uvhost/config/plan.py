@@ -69,6 +69,8 @@ class Plan:
     route_tables: Mapping[str, RouteTable]
     base_dir: Path
     app_environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    file_digests: Mapping[Path, str | None] = field(default_factory=dict)
+    """Content hashes of TLS files: replacing a certificate on disk rolls its group."""
 
     def app_dir(self, app: str) -> Path:
         """Where an app is imported from: its app_dir, else the config file's folder."""
@@ -137,6 +139,7 @@ def build_plan(
     base_dir: Path,
     cpu_count: int,
     app_environments: Mapping[str, Mapping[str, str]] | None = None,
+    file_digests: Mapping[Path, str | None] | None = None,
 ) -> Plan:
     """Assumes `checks.py` found no errors (apps on one listener agree on workers)."""
     groups = []
@@ -145,7 +148,14 @@ def build_plan(
         workers = max(1, cpu_count) if wanted == "auto" else int(wanted)
         groups.append(WorkerGroup(group_name(listeners, apps), listeners, apps, workers))
     tables = {name: route_table(name, listener) for name, listener in config.listeners.items()}
-    return Plan(config, tuple(groups), tables, base_dir, dict(app_environments or {}))
+    return Plan(
+        config,
+        tuple(groups),
+        tables,
+        base_dir,
+        dict(app_environments or {}),
+        dict(file_digests or {}),
+    )
 
 
 def route_table(name: str, listener: Listener) -> RouteTable:

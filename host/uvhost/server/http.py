@@ -108,8 +108,9 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             if self.upgrade is not None:
                 self._switch_to_websocket(data[upgrade.args[0] :])
-            else:  # an upgrade we do not speak: the app answered it as HTTP; then close
-                self.close_after_response = True
+            else:  # an upgrade we do not speak: the app answers it as HTTP, and its
+                # exchange (keep_alive off) closes the connection after that response,
+                # which may come after earlier pipelined ones
                 self._pause_for_good()
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
@@ -195,7 +196,11 @@ class HttpProtocol(asyncio.Protocol):
             "state": state.copy() if state else {},
         }
         wants_upgrade = parser.should_upgrade()
-        if wants_upgrade and self.exchange is None and _serves_websocket(endpoint, self.headers):
+        if (
+            wants_upgrade
+            and self.exchange is None
+            and _serves_websocket(endpoint, scope["method"], version, self.headers)
+        ):
             self.upgrade = (scope, endpoint)  # type: ignore[assignment]  # endpoint checked
             return
         max_body = endpoint.max_body_bytes if endpoint is not None else UNLIMITED
@@ -470,9 +475,17 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
 
 
-def _serves_websocket(endpoint: Endpoint | None, headers: list[tuple[bytes, bytes]]) -> bool:
-    """A WebSocket upgrade to an app that accepts WebSockets (others are answered as HTTP)."""
+def _serves_websocket(
+    endpoint: Endpoint | None, method: str, version: str, headers: list[tuple[bytes, bytes]]
+) -> bool:
+    """A WebSocket upgrade to an app that accepts WebSockets (others are answered as HTTP).
+
+    RFC 6455 4.1: the handshake is a GET over HTTP/1.1; any other upgrade request is
+    an ordinary request that may ignore its Upgrade header (RFC 9110 7.8).
+    """
     if endpoint is None or endpoint.websocket is None or not endpoint.websocket.enabled:
+        return False
+    if method != "GET" or version != "1.1":
         return False
     return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
 

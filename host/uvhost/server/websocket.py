@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any, cast
 
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
@@ -121,7 +122,13 @@ class WebSocketProtocol(asyncio.Protocol):
             self.ws.accept(request) if request is not None else self.ws.reject(400, "Bad Request\n")
         )
         if response.status_code != 101:
-            self.ws.send_response(response)  # 400/426 from the library; the app is not called
+            error = self.ws.handshake_exc
+            if isinstance(error, InvalidHeaderValue) and error.name == "Sec-WebSocket-Version":
+                # RFC 6455 4.4: a version we do not speak gets 426 and the one we do
+                # (the library answers 400).
+                response = self.ws.reject(426, "Unsupported WebSocket version; use 13.\n")
+                response.headers["Sec-WebSocket-Version"] = "13"
+            self.ws.send_response(response)  # 400/426; the app is not called
             self.phase = Phase.CLOSED
             self._flush()
             self.close()

@@ -12,25 +12,21 @@ Invariants (STYLE.md item 12):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import watchfiles
 
+from uvhost.config.load import file_digest
+
 DEBOUNCE_MS = 200
 logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch at INFO
 
 
 def fingerprint(paths: tuple[Path, ...]) -> dict[Path, str | None]:
-    prints: dict[Path, str | None] = {}
-    for path in paths:
-        try:
-            prints[path] = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            prints[path] = None  # missing for now: a later write shows up as a change
-    return prints
+    """Content hashes; a missing file hashes to None, so its later creation is a change."""
+    return {path: file_digest(path) for path in paths}
 
 
 def _only(names: set[str]) -> Callable[[watchfiles.Change, str], bool]:
