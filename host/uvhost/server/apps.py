@@ -91,7 +91,7 @@ def load_app(
     if not callable(obj):
         raise AppLoadError(
             "not_callable",
-            f'"{target}" is a {type(obj).__name__}, not an app',
+            f'"{target}" is {_a(type(obj).__name__)}, not an app',
             "point target at the ASGI app object",
         )
     chosen = detect_interface(obj, target) if interface == "auto" else interface
@@ -217,7 +217,7 @@ def _call_factory(obj: object, target: str) -> object:
     if not callable(obj):
         raise AppLoadError(
             "not_callable",
-            f'factory "{target}" is a {type(obj).__name__}',
+            f'factory "{target}" is {_a(type(obj).__name__)}',
             "point target at a function that returns the app",
         )
     try:
@@ -236,3 +236,8 @@ def _call_factory(obj: object, target: str) -> object:
             "make the factory a plain function that returns the app",
         )
     return app
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article, for messages ("an int", "a str")."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
