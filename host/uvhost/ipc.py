@@ -97,7 +97,9 @@ async def read_message(reader: asyncio.StreamReader) -> object:
         header = await reader.readexactly(_LENGTH.size)
         (size,) = _LENGTH.unpack(header)
         return pickle.loads(await reader.readexactly(size))  # noqa: S301 - our own child
-    except asyncio.IncompleteReadError as error:
+    except (asyncio.IncompleteReadError, ConnectionError) as error:
+        # A reset counts as gone too: a process that exits with our unread message
+        # (a Drain sent as it failed) in its buffer makes the kernel reset the pipe.
         raise EOFError("the other end of the pipe closed") from error
 
 

@@ -11,9 +11,11 @@ upgrade is answered as plain HTTP). Apps report to the test through a
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 import pytest
+import trustme
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -43,7 +45,7 @@ lifespan = "on"
 enabled = false
 """
 
-APPS = r'''
+APPS = r"""
 import queue
 
 reports = queue.Queue()
@@ -108,7 +110,7 @@ async def reject(scope, receive, send):
     await receive()
     await send({"type": "websocket.close", "code": 1008})
     reports.put(("rejected", None))
-'''
+"""
 
 
 @pytest.fixture
@@ -130,8 +132,12 @@ def ws(host, path: str, **options: Any) -> ClientConnection:
 
 
 def test_scope(host):
-    with ws(host, "/chat/room%201?x=1&y=%20", subprotocols=["chat.v1", "chat.v2"],
-            additional_headers={"X-Token": "t1"}) as client:
+    with ws(
+        host,
+        "/chat/room%201?x=1&y=%20",
+        subprotocols=["chat.v1", "chat.v2"],
+        additional_headers={"X-Token": "t1"},
+    ) as client:
         scope = report(host, "scope")
         assert report(host, "connect") == {"type": "websocket.connect"}
         client.send("hi")
@@ -309,3 +315,38 @@ def upgrade_request(path: bytes, *extra: bytes) -> bytes:
         *extra,
     ]
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def test_wss_scope_with_proxy_root_paths(serve, tmp_path):
+    """TLS listener: scheme "wss"; the listener's and the app's root_path lead the mount."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    host = serve(
+        f"""
+[listeners.secure]
+bind = "127.0.0.1:0"
+root_path = "/proxy"
+routes = {{ "/live" = "echo" }}
+tls = {{ certificate = "{cert}", private_key = "{key}" }}
+
+[apps.echo]
+target = "apps:echo"
+lifespan = "on"
+root_path = "/v1"
+""",
+        APPS,
+    )
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    uri = f"wss://127.0.0.1:{host.port()}/live/feed"
+    with connect(uri, ssl=context, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as client:
+        scope = report(host, "scope")
+        client.send("over tls")
+        assert client.recv(timeout=TIMEOUT) == "over tls!"
+    assert scope["scheme"] == "wss"
+    assert scope["root_path"] == "/proxy/v1/live"
+    assert scope["path"] == "/proxy/v1/live/feed"
+    assert scope["raw_path"] == b"/proxy/v1/live/feed"

@@ -46,7 +46,7 @@ ping_interval = "1s"
 ping_timeout = "1s"
 """
 
-APPS = r'''
+APPS = r"""
 import queue
 
 reports = queue.Queue()
@@ -62,7 +62,7 @@ async def echo(scope, receive, send):
             return
         message["type"] = "websocket.send"
         await send(message)
-'''
+"""
 
 
 @pytest.fixture
@@ -100,8 +100,18 @@ def test_message_at_the_limit_passes(host, compression):
         assert client.recv(timeout=TIMEOUT) == b"\x01" * 1024
         client.send("é" * 512)  # 1024 bytes of UTF-8
         assert client.recv(timeout=TIMEOUT) == "é" * 512
+
+
+def test_fragmented_message_at_the_limit_passes(host):
+    # Uncompressed only: the client ends a fragmented message with an empty final
+    # frame, which permessage-deflate turns into 1 byte on the wire, and the library
+    # checks wire sizes against what is left of the limit (0 here), so a compressed
+    # fragmented message exactly at the limit is refused with 1009.
+    with ws(host, "/", compression=None) as client:
         client.send([b"a" * 512, b"b" * 512])
         assert client.recv(timeout=TIMEOUT) == b"a" * 512 + b"b" * 512
+        client.send(["é" * 100, "€" * 100, "x" * 424])  # 200 + 300 + 424 bytes
+        assert client.recv(timeout=TIMEOUT) == "é" * 100 + "€" * 100 + "x" * 424
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
@@ -172,33 +182,20 @@ def test_client_without_compression_gets_none(host):
 
 
 def test_silent_peer_is_closed_by_ping_timeout_and_a_live_one_stays(host):
-    """ping_interval = ping_timeout = 1s: a peer that never answers is gone within ~2s."""
+    """ping_interval = ping_timeout = 1s: a peer that never answers is gone within ~2s,
+    while a client whose library answers every ping is still served after 3 rounds."""
     started = time.monotonic()
     with ws(host, "/keepalive", ping_interval=None) as live, open_raw(host, "/keepalive") as silent:
-        opcode, payload = silent.read_frame(timeout=TIMEOUT)
-        pinged = time.monotonic() - started
+        opcode, _ = silent.read_frame(timeout=TIMEOUT)
         assert opcode == 0x9  # the server's ping, which we never answer
-        assert 0.5 <= pinged <= 1 + TIMEOUT
+        assert 0.5 <= time.monotonic() - started <= 1 + TIMEOUT
         assert silent.closed_by_server(timeout=1 + TIMEOUT)
-        elapsed = time.monotonic() - started
-        assert 1.5 <= elapsed <= 2 + TIMEOUT
-        # The library answered the same pings for `live`, which is still served.
+        assert 1.5 <= time.monotonic() - started <= 2 + TIMEOUT
+        assert disconnect_code(host) == 1011  # what we failed the silent one with
+        time.sleep(max(0.0, started + 3.3 - time.monotonic()))  # pings at ~1, ~2, ~3 s
         live.send("still here")
         assert live.recv(timeout=TIMEOUT) == "still here"
-    assert disconnect_code(host) in (1006, 1011)
-
-
-def test_live_peer_survives_several_ping_rounds(host):
-    with ws(host, "/keepalive", ping_interval=None) as live:
-        pongs_before = live.protocol.data_to_send()  # nothing pending
-        assert pongs_before == []
-        deadline = time.monotonic() + 2.6  # two ping rounds
-        while time.monotonic() < deadline:
-            live.send("tick")
-            assert live.recv(timeout=TIMEOUT) == "tick"
-            time.sleep(0.3)
-        live.send("last")
-        assert live.recv(timeout=TIMEOUT) == "last"
+        assert live.protocol.state.name == "OPEN"
 
 
 # ----------------------------------------------------------------- raw helpers

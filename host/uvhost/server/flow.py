@@ -22,6 +22,12 @@ class WriteFlow:
         if self.blocked is None:
             self.blocked = self.loop.create_future()
 
+    async def wait(self) -> None:
+        """Wait while the transport is paused. Shielded: an app that cancels its own
+        `send` (a timeout) must not cancel the future every later send waits on."""
+        if self.blocked is not None:
+            await asyncio.shield(self.blocked)
+
     def resume(self) -> None:
         blocked, self.blocked = self.blocked, None
         if blocked is not None and not blocked.done():

@@ -12,6 +12,11 @@ Invariants:
   buffered bytes in one `write()`; intermediate chunks are flushed at the
   end of the loop turn (or at 64 KiB), so a lone chunk is never delayed.
 - No per-request allocation for logging when the access log is off.
+- Draining never drops a request the client has already sent: closing an
+  idle keep-alive connection at once loses the request that crosses our FIN
+  (or is reset by our close). A busy client's next request, within
+  DRAIN_IDLE_GRACE, is answered with "Connection: close"; a quiet
+  connection is closed by the tick once idle that long.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from uvhost.server.websocket import WebSocketProtocol, websocket_scope
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 FLUSH_THRESHOLD = 64 * 1024
 UNLIMITED = 1 << 62
+DRAIN_IDLE_GRACE = 1.0  # seconds an idle connection may still send one request while draining
 
 
 class HeadTooLargeError(Exception):
@@ -92,6 +98,8 @@ class HttpProtocol(asyncio.Protocol):
             self.reject(503, "the server is at its connection limit")
             return
         self.idle_since = self.loop.time()
+        if self.context.draining:  # accepted (or handshaken) just as draining began
+            self.close_after_response = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.forget(self)
@@ -333,6 +341,11 @@ class HttpProtocol(asyncio.Protocol):
             self.reject(*self.deferred_reject)
             return
         keep = exchange.keep_alive and not self.close_after_response
+        if self.close_after_response and exchange.framing is not None:
+            # Draining began after the head promised keep-alive: the client may be sending
+            # its next request already. Stay open (the tick closes the idle connection after
+            # the grace) and answer that one with "connection: close" rather than reset it.
+            keep = exchange.framing.keep_alive
         if keep and exchange.expect_continue and not exchange.body_complete:
             keep = False  # we never asked for the body; the client may still send it
         if not keep:
@@ -380,8 +393,7 @@ class HttpProtocol(asyncio.Protocol):
         elif not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
-        if self.flow.blocked is not None:
-            await self.flow.blocked
+        await self.flow.wait()
 
     def flush(self) -> None:
         self.flush_scheduled = False
@@ -449,12 +461,15 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def shutdown(self, code: int = 1001) -> None:  # HTTP has no close code; WebSockets do
-        """Draining: close now if idle, else after the response in progress."""
-        if self.exchange is None:
-            self.close()
-        else:
-            self.close_after_response = True
-            self.exchange.keep_alive = False  # a head not yet written says "connection: close"
+        """Draining: close after the response in progress, or the tick closes it once idle.
+
+        A request arriving meanwhile is answered with "connection: close" (the
+        context is draining), so the client learns before it sends another.
+        """
+        self.close_after_response = True
+        for exchange in (self.exchange, *self.pipeline):
+            if exchange is not None:
+                exchange.keep_alive = False  # a head not yet written says "connection: close"
 
     # ---------------------------------------------------------------- timers
 
@@ -470,7 +485,11 @@ class HttpProtocol(asyncio.Protocol):
         if self.head_since is not None and now - self.head_since >= settings.header_timeout:
             self.head_since = None
             self.reject(408, "request head not received in time")
-        elif self.idle_since is not None and now - self.idle_since >= settings.keep_alive_timeout:
+        elif self.idle_since is not None and now - self.idle_since >= (
+            min(DRAIN_IDLE_GRACE, settings.keep_alive_timeout)
+            if self.close_after_response
+            else settings.keep_alive_timeout
+        ):
             self.idle_since = None
             self.close()
 

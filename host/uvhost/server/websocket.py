@@ -5,11 +5,13 @@ Invariants:
   own the transport, the timers and the ASGI side. Every path that changes
   the library's state ends in `_flush()`, which writes `data_to_send()` and
   closes the TCP connection when the library says the stream is over.
-- The handshake is validated before the app is called: a bad one (missing
-  key, wrong version) is answered 400/426 by the library and the app never
-  sees it. The 101 is held until the app sends `websocket.accept`, so the
-  app can still choose a subprotocol, add headers, deny with 403 (close
-  before accept) or answer with its own HTTP response (the denial extension).
+- The handshake is validated before the app is called: a bad one is
+  answered by the library (400 for a missing key; 426 with the version we
+  speak for a wrong one) and the app never sees it. The 101 is held until
+  the app sends `websocket.accept`, so the app can still choose a
+  subprotocol, add headers, deny with 403 (close before accept) or answer
+  with its own HTTP response (the denial extension). Messages a client sends
+  before the 101 wait for the accept.
 - Back-pressure both ways: reading pauses while `max_queue` messages wait
   for the app; the app's `websocket.send` waits while the transport's write
   buffer is full, so a client that does not read cannot grow our memory.
@@ -27,7 +29,7 @@ from typing import Any, cast
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -73,7 +75,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.scope = scope
         self.endpoint = endpoint
         self.settings = settings
-        extensions = [ServerPerMessageDeflateFactory()] if settings.per_message_deflate else None
+        # The library's server defaults (12-bit windows, memLevel 5), as its own servers
+        # use: a bare factory (15 bits, memLevel 8) costs ~100 KiB per idle connection.
+        deflate = settings.per_message_deflate
+        extensions = enable_server_permessage_deflate(None) if deflate else None
         self.ws = ServerProtocol(
             extensions=extensions, max_size=settings.max_message_bytes, logger=protocol_logger
         )
@@ -95,6 +100,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.close_timer: asyncio.TimerHandle | None = None
         self.disconnect_code: int | None = None
         self.disconnect_reason = ""
+        self.drain_code: int | None = None
         self.task: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------- handshake
@@ -223,7 +229,9 @@ class WebSocketProtocol(asyncio.Protocol):
         elif phase is Phase.DENYING and kind == "websocket.http.response.body":
             self._continue_denial(message)
             return
-        elif phase is Phase.CLOSED and kind in ("websocket.send", "websocket.close"):
+        elif phase is Phase.CLOSED and (
+            kind in ("websocket.send", "websocket.close") or self.disconnect_code is not None
+        ):  # the peer is gone: an OSError, even for an accept that came too late
             raise ClientDisconnectedError("the WebSocket is closed")
         raise RuntimeError(f"ASGI: unexpected {kind!r} in WebSocket phase {phase.name}")
 
@@ -248,6 +256,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.phase = Phase.OPEN
         self._flush()
         self._schedule_ping()
+        if self.drain_code is not None:  # the worker began draining while the app decided
+            self._send_close(self.drain_code, "server shutting down")
 
     def _deny_403(self) -> None:
         self.phase = Phase.CLOSED
@@ -287,10 +297,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 raise RuntimeError("ASGI: websocket.send needs 'bytes' or 'text'")
             self.ws.send_text(text.encode("utf-8"))
         self._flush()
-        if self.flow.blocked is not None:
-            # Shielded: an app that cancels one send (a timeout) must not cancel the
-            # shared future every later send waits on.
-            await asyncio.shield(self.flow.blocked)
+        await self.flow.wait()
 
     def _send_close(self, code: int, reason: str) -> None:
         if self.ws.state is State.OPEN:
@@ -340,8 +347,8 @@ class WebSocketProtocol(asyncio.Protocol):
             else b"".join(self.fragments)
         )
         self.fragments = []
-        if self.phase is not Phase.OPEN:
-            return
+        if self.phase is Phase.CLOSED or self.phase is Phase.DENYING:
+            return  # a message that arrived before the 101 waits for the accept (CONNECTING)
         if self.fragment_opcode is Opcode.TEXT:
             try:
                 text = payload.decode("utf-8")
@@ -439,6 +446,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._send_close(code, "server shutting down")
         elif self.phase is Phase.CONNECTING and self.task is None:
             self.close()
+        elif self.phase is Phase.CONNECTING:
+            self.drain_code = code  # the app may still accept; it is closed right after
 
     def close(self) -> None:
         self._cancel_ping()

@@ -138,9 +138,13 @@ class Worker:
     async def drain(self, code: int = 1001) -> None:
         """`code` closes open WebSockets: 1001 when the host stops, 1012 on a roll."""
         timeout = self.plan.config.host.graceful_timeout
+        # Every transport, including connections still in their TLS handshake (which
+        # `context.connections` does not know yet): wait_closed must be registered
+        # before close(), after which uvloop's (and Python 3.11's) returns at once.
+        waits = [asyncio.ensure_future(server.wait_closed()) for server in self.servers]
+        await asyncio.sleep(0)
         for server in self.servers:
             server.close()
-        waits = []
         for context in self.contexts:
             context.draining = True
             context.drained = asyncio.Event()

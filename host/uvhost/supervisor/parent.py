@@ -22,14 +22,14 @@ from pathlib import Path
 from uvhost import ipc
 from uvhost.config.diff import ChangeKind, PlanDiff, diff
 from uvhost.config.errors import render
-from uvhost.config.load import load_config
+from uvhost.config.load import LoadResult, load_config
 from uvhost.config.plan import Plan
 from uvhost.observe.logs import configure
 from uvhost.supervisor.groups import GroupRunner
 from uvhost.supervisor.process import WorkerStartError
 from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, bind
 from uvhost.supervisor.tasks import background
-from uvhost.supervisor.watch import watch_files
+from uvhost.supervisor.watch import fingerprint, watch_files
 
 logger = logging.getLogger("uvhost")
 EXIT_OK, EXIT_CANNOT_START = 0, 3
@@ -50,7 +50,8 @@ class Supervisor:
         self.groups: dict[str, GroupRunner] = {}
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.stops = 0
-        self.watched: tuple[Path, ...] = watched or (path.resolve(),)
+        # What the watcher compares against: each watched file as the last load read it.
+        self.loaded = {**fingerprint(watched or (path.resolve(),)), **plan.file_digests}
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -86,7 +87,7 @@ class Supervisor:
 
     def _watch(self) -> asyncio.Task[None]:
         async def loop() -> None:
-            async for _ in watch_files(lambda: self.watched):
+            async for _ in watch_files(lambda: self.loaded):
                 self.events.put_nowait(Event.RELOAD)
 
         return background(loop())
@@ -113,7 +114,9 @@ class Supervisor:
 
     async def reload(self) -> None:
         started = time.monotonic()
+        before = fingerprint(tuple(self.loaded))  # a save racing the read is seen as new
         result = load_config(self.path)
+        self._remember(result, before)
         if result.config is None:
             for diagnostic in result.errors:
                 logger.error("%s", render(diagnostic, str(self.path)))
@@ -123,7 +126,6 @@ class Supervisor:
             )
             return
         new = result.plan()
-        self.watched = result.watched_files
         changes = diff(self.plan, new)
         if changes.is_empty:
             logger.info("reload: no changes")
@@ -135,6 +137,15 @@ class Supervisor:
             return
         if await self._apply(new, changes, added):
             logger.info("applied in %.2fs: %s", time.monotonic() - started, changes.summary())
+
+    def _remember(self, result: LoadResult, before: dict[Path, str | None]) -> None:
+        """Watch the files this load names (all watched so far, if it was rejected)."""
+        paths = result.watched_files
+        if result.config is None:
+            paths = tuple(dict.fromkeys([*self.loaded, *paths]))
+        current = fingerprint(paths)
+        kept = {path: digest for path, digest in before.items() if path in current}
+        self.loaded = {**current, **kept, **result.file_digests}
 
     async def _apply(self, new: Plan, changes: PlanDiff, added: dict[str, BoundSocket]) -> bool:
         """Live settings, then new generations, then retirements; False if a roll failed."""

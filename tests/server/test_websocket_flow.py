@@ -1,0 +1,287 @@
+"""WebSocket back-pressure on a real listener, with raw sockets as the misbehaving peers.
+
+Read side: an app that stops reading makes the server stop reading the
+socket once `max_queue` messages wait, so the client's sends stall in the
+kernel buffers instead of piling up in our memory; when the app resumes,
+every message arrives, in order. Write side: a client that does not read
+makes the app's `websocket.send` wait, so the transport's write buffer stays
+near its high-water mark instead of growing with what the app sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import select
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from uvhost.server.websocket import WebSocketProtocol
+
+TIMEOUT = 5.0
+STALL = 1.0  # a socket that stays unwritable (or an app send that waits) this long is stalled
+MAX_QUEUE = 4
+CHUNK = 64 * 1024
+
+CONFIG = f"""
+[listeners.main]
+bind = "127.0.0.1:0"
+app = "flow"
+
+[apps.flow]
+target = "apps:app"
+lifespan = "off"
+[apps.flow.websocket]
+max_queue = {MAX_QUEUE}
+per_message_deflate = false
+"""
+
+APPS = r"""
+import asyncio
+import queue
+
+reports = queue.Queue()
+release = {}
+
+
+async def app(scope, receive, send):
+    await receive()
+    await send({"type": "websocket.accept"})
+    gate = release[scope["path"]] = asyncio.Event()
+    if scope["path"] == "/lagging":
+        reports.put(("accepted", None))
+        await gate.wait()
+        sizes = []
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect" or message.get("text") == "end":
+                reports.put(("drained", sizes))
+                return
+            sizes.append((message["bytes"][:4], len(message["bytes"])))
+    if scope["path"] == "/firehose":
+        chunk = b"\x5a" * 65536
+        done = 0
+        while True:
+            pending = asyncio.ensure_future(send({"type": "websocket.send", "bytes": chunk}))
+            finished, _ = await asyncio.wait({pending}, timeout=1.0)
+            if not finished:
+                reports.put(("blocked", done))
+                await pending
+                done += 1
+                break
+            done += 1
+            if done >= 5000:  # never blocked: the test fails on this report
+                reports.put(("never blocked", done))
+                return
+        await gate.wait()
+        for _ in range(10):
+            await send({"type": "websocket.send", "bytes": chunk})
+            done += 1
+        await send({"type": "websocket.send", "text": "done"})
+        reports.put(("sent", done))
+        await receive()
+    if scope["path"] == "/cancelled":
+        # An app that gives up on one slow send (a timeout) may still send afterwards.
+        chunk = b"\x5a" * 65536
+        while True:
+            try:
+                await asyncio.wait_for(send({"type": "websocket.send", "bytes": chunk}), 0.5)
+            except asyncio.TimeoutError:
+                break
+        reports.put(("timed out", None))
+        await gate.wait()
+        try:
+            await send({"type": "websocket.send", "text": "after the timeout"})
+        except BaseException as error:
+            reports.put(("later send", repr(error)))
+            raise
+        reports.put(("later send", "ok"))
+        await receive()
+"""
+
+
+@pytest.fixture
+def host(serve):
+    return serve(CONFIG, APPS)
+
+
+def report(host, kind: str, timeout: float = TIMEOUT) -> Any:
+    got, value = host.module.reports.get(timeout=timeout)
+    assert got == kind, (got, value)
+    return value
+
+
+def release(host, path: str) -> None:
+    async def set_gate() -> None:
+        host.module.release[path].set()
+
+    host.call(set_gate)
+
+
+def server_side(host) -> dict[str, Any]:
+    """What the worker holds for its one WebSocket, read in the loop thread."""
+
+    async def look() -> dict[str, Any]:
+        (found,) = [
+            c
+            for ctx in host.worker.contexts
+            for c in ctx.connections
+            if isinstance(c, WebSocketProtocol)
+        ]
+        transport = found.transport
+        assert transport is not None
+        return {
+            "queued": len(found.incoming),
+            "reading_paused": found.reading_paused,
+            "write_buffer": transport.get_write_buffer_size(),
+            "write_limits": transport.get_write_buffer_limits(),
+        }
+
+    return dict(host.call(look))
+
+
+def test_app_that_stops_reading_stops_the_server_reading(host):
+    with handshake(host, "/lagging", sndbuf=16 * 1024) as sock:
+        report(host, "accepted")
+        sock.setblocking(False)
+        frames = [frame(0x2, i.to_bytes(4, "big") + b"\x00" * (CHUNK - 4)) for i in range(2000)]
+        wire = b"".join(frames)
+        sent = 0
+        deadline = time.monotonic() + 4 * TIMEOUT
+        stalled = False
+        while sent < len(wire) and time.monotonic() < deadline:
+            try:
+                sent += sock.send(wire[sent : sent + 256 * 1024])
+            except BlockingIOError:
+                _, writable, _ = select.select([], [sock], [], STALL)
+                if not writable:
+                    state = server_side(host)
+                    if state["reading_paused"]:  # not merely a slow loop: the server stopped
+                        stalled = True
+                        break
+        assert stalled, f"the client sent {sent} bytes without stalling"
+        assert state["reading_paused"]
+        # Reading pauses once MAX_QUEUE messages wait; the frames already read in the
+        # same chunk (at most one socket read, 256 KiB in uvloop) are queued too.
+        assert MAX_QUEUE <= state["queued"] <= MAX_QUEUE + 256 * 1024 // CHUNK
+        complete = sent // len(frames[0])
+        assert complete < len(frames) // 2  # the kernel buffers hold a bounded amount
+        print(
+            f"\nmax_queue={MAX_QUEUE}: the client stalled after {sent / 1024:.0f} KiB "
+            f"({complete} messages of {CHUNK // 1024} KiB); the server holds {state['queued']}"
+        )
+
+        release(host, "/lagging")
+        sock.setblocking(True)
+        sock.settimeout(TIMEOUT)
+        whole = (complete + 1) * len(frames[0])  # finish the message that was cut off
+        sock.sendall(wire[sent:whole] + frame(0x1, b"end"))
+        sizes = report(host, "drained")
+        assert sizes == [(i.to_bytes(4, "big"), CHUNK) for i in range(complete + 1)]
+
+
+def test_client_that_does_not_read_makes_the_app_wait(host):
+    with handshake(host, "/firehose", rcvbuf=16 * 1024) as sock:
+        done = report(host, "blocked", timeout=2 * TIMEOUT)
+        state = server_side(host)
+        high = state["write_limits"][1]
+        print(
+            f"\nwrite back-pressure: {done} sends of {CHUNK // 1024} KiB completed before the "
+            f"app's send waited; transport buffer {state['write_buffer'] / 1024:.0f} KiB "
+            f"(high-water mark {high / 1024:.0f} KiB)"
+        )
+        assert state["write_buffer"] <= high + 2 * CHUNK  # a message at most past the mark
+        assert done < 400  # ~25 MiB: kernel buffers, not the app's whole output (5000 sends)
+
+        release(host, "/firehose")
+        sock.settimeout(TIMEOUT)
+        peer = RawReader(sock)
+        received = 0
+        while True:
+            opcode, payload = peer.read_frame()
+            if opcode == 0x1:
+                assert payload == b"done"
+                break
+            assert (opcode, len(payload)) == (0x2, CHUNK)
+            received += 1
+        total = report(host, "sent")
+        assert received == total  # nothing lost while the app waited
+
+
+def test_a_send_cancelled_by_a_timeout_does_not_break_later_sends(host):
+    with handshake(host, "/cancelled", rcvbuf=16 * 1024) as sock:
+        report(host, "timed out", timeout=2 * TIMEOUT)
+        peer = RawReader(sock)
+        sock.settimeout(TIMEOUT)
+        release(host, "/cancelled")
+        while True:  # read, so the buffer drains and the later send can complete
+            opcode, payload = peer.read_frame()
+            if opcode == 0x1:
+                assert payload == b"after the timeout"
+                break
+        assert report(host, "later send") == "ok"
+
+
+# ----------------------------------------------------------------- raw helpers
+
+
+class RawReader:
+    def __init__(self, sock: socket.socket, buffer: bytes = b"") -> None:
+        self.sock = sock
+        self.buffer = buffer
+
+    def _take(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("closed by the server")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def read_frame(self) -> tuple[int, bytes]:
+        first, second = self._take(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._take(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._take(8), "big")
+        return first & 0x0F, self._take(length)
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    """A final client frame, masked with a zero key (valid, and cheap to build)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | opcode, 0x80 | size])
+    elif size < 1 << 16:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
+    return head + b"\x00\x00\x00\x00" + payload
+
+
+def handshake(host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0) -> socket.socket:
+    """A raw socket with small kernel buffers (set before connecting), past the 101."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", host.port()))
+    key = base64.b64encode(os.urandom(16))
+    sock.sendall(
+        b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), key)
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)  # byte by byte: nothing past the head is consumed
+        assert chunk, f"closed during the handshake: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return sock
