@@ -116,4 +116,3 @@ def test_example_config_has_every_section() -> None:
     for header in ("[host]", "[logging]", "[listeners.", "[apps.", "[apps.chat.websocket]"):
         assert header in text
     assert "tls]" in text  # present, commented: no private key is shipped
-

@@ -61,7 +61,7 @@ async def serve(channel_fd: int) -> int:
 
     stop: asyncio.Future[int] = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, _settle, stop, ipc.GOING_AWAY)
-    listener = asyncio.ensure_future(_listen(reader, stop))
+    listener = asyncio.ensure_future(_listen(reader, stop, worker))
     code = await stop
     draining = True
     listener.cancel()
@@ -71,7 +71,7 @@ async def serve(channel_fd: int) -> int:
     return 0
 
 
-async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int]) -> None:
+async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int], worker: Worker) -> None:
     while True:
         try:
             message = await ipc.read_message(reader)
@@ -83,6 +83,7 @@ async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int]) -> No
             return
         if isinstance(message, ipc.ApplyLogging):
             configure(message.settings)
+            worker.switch_access_log(message.settings.access_log)
 
 
 def _settle(stop: asyncio.Future[int], code: int) -> None:

@@ -76,20 +76,25 @@ def test_asgi3_function_is_returned_as_is(tmp_path):
 
 
 def test_asgi3_instance_with_async_call(tmp_path):
-    name = write(tmp_path, """
+    name = write(
+        tmp_path,
+        """
         class App:
             async def __call__(self, scope, receive, send):
                 await send({"type": "echo", "path": scope["path"]})
 
         app = App()
-    """)
+    """,
+    )
     app = load(tmp_path, f"{name}:app")
     assert app is sys.modules[name].app
     assert serve(app) == [{"type": "echo", "path": "/"}]
 
 
 def test_asgi2_class_is_adapted_and_runs(tmp_path):
-    name = write(tmp_path, """
+    name = write(
+        tmp_path,
+        """
         class App:
             def __init__(self, scope):
                 self.scope = scope
@@ -97,7 +102,8 @@ def test_asgi2_class_is_adapted_and_runs(tmp_path):
             async def __call__(self, receive, send):
                 message = await receive()
                 await send({"type": "echo", "path": self.scope["path"], "got": message["type"]})
-    """)
+    """,
+    )
     app = load(tmp_path, f"{name}:App")
     assert isinstance(app, ASGI2Adapter)
     assert serve(app, "/two") == [{"type": "echo", "path": "/two", "got": "http.request"}]
@@ -107,23 +113,32 @@ async def _three(scope, receive, send): ...
 def _sync_three(scope, receive, send): ...
 def _one(scope): ...
 def _two(scope, receive): ...
+
+
 class _Asgi2: ...
+
+
 class _AwaitableAsgi3:
     def __init__(self, scope, receive, send): ...
     def __await__(self): ...
+
+
 class _AsyncCall:
     async def __call__(self, scope, receive, send): ...
 
 
-@pytest.mark.parametrize(("app", "expected"), [
-    (_three, "asgi3"),
-    (_sync_three, "asgi3"),
-    (functools.partial(_three), "asgi3"),
-    (_AsyncCall(), "asgi3"),
-    (_AwaitableAsgi3, "asgi3"),
-    (_one, "asgi2"),
-    (_Asgi2, "asgi2"),
-])
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        (_three, "asgi3"),
+        (_sync_three, "asgi3"),
+        (functools.partial(_three), "asgi3"),
+        (_AsyncCall(), "asgi3"),
+        (_AwaitableAsgi3, "asgi3"),
+        (_one, "asgi2"),
+        (_Asgi2, "asgi2"),
+    ],
+)
 def test_detect_interface(app, expected):
     assert detect_interface(app) == expected
 
@@ -185,17 +200,22 @@ def test_missing_dependency_is_not_a_missing_module(tmp_path):
     name = write(tmp_path, f"import {helper}\n")
     exc = error(tmp_path, f"{name}:app")
     assert exc.kind == "module"
-    assert exc.message == (f'module "{name}" failed to import: '
-                           f"No module named 'not_installed_dep_xyz' (imported by \"{helper}\")")
+    assert exc.message == (
+        f'module "{name}" failed to import: '
+        f"No module named 'not_installed_dep_xyz' (imported by \"{helper}\")"
+    )
     assert exc.hint == 'install "not_installed_dep_xyz" where uvhost runs'
     assert isinstance(exc.__cause__, ModuleNotFoundError)
 
 
-@pytest.mark.parametrize(("source", "described"), [
-    ("raise ValueError('bad setting\\nsecond line')", "ValueError: bad setting"),
-    ("import sys\nsys.exit(3)", "SystemExit: 3"),
-    ("def broken(:\n", "SyntaxError: "),
-])
+@pytest.mark.parametrize(
+    ("source", "described"),
+    [
+        ("raise ValueError('bad setting\\nsecond line')", "ValueError: bad setting"),
+        ("import sys\nsys.exit(3)", "SystemExit: 3"),
+        ("def broken(:\n", "SyntaxError: "),
+    ],
+)
 def test_module_raising_at_import(tmp_path, source, described):
     name = write(tmp_path, source)
     exc = error(tmp_path, f"{name}:app")
@@ -241,13 +261,16 @@ def test_app_dir_is_put_first_once(tmp_path):
     assert sys.path.count(str(tmp_path)) == 1
 
 
-@pytest.mark.parametrize(("target", "factory"), [
-    ("hello:app", False),
-    ("pages:app", False),
-    ("api:app", False),
-    ("api:create_app", True),
-    ("chat:app", False),
-])
+@pytest.mark.parametrize(
+    ("target", "factory"),
+    [
+        ("hello:app", False),
+        ("pages:app", False),
+        ("api:app", False),
+        ("api:create_app", True),
+        ("chat:app", False),
+    ],
+)
 def test_examples_load(target, factory):
     app = load_app(target, app_dir=EXAMPLES, factory=factory, interface="auto")
     assert detect_interface(app) == "asgi3"

@@ -148,6 +148,8 @@ class WebSocketProtocol(asyncio.Protocol):
         app = self.endpoint.app
         try:
             await app(self.scope, self.receive, self.send)
+        except ClientDisconnectedError:
+            return  # our own "the peer is gone", let through by the app: nothing to report
         except Exception as error:  # noqa: BLE001 - any app failure is answered, not raised
             self._log("exception in ASGI app", error)
             self._answer_failure()

@@ -125,6 +125,12 @@ class Worker:
         )
         self.servers.append(server)
 
+    def switch_access_log(self, on: bool) -> None:
+        """Live: the access log on or off for every listener, without a restart."""
+        access = AccessLogger() if on else None
+        for context in self.contexts:
+            context.access_log = access
+
     def _tick(self) -> None:
         """Twice a second: rebuild the shared Date line, enforce connection timeouts."""
         loop = asyncio.get_running_loop()
@@ -141,7 +147,9 @@ class Worker:
         # Every transport, including connections still in their TLS handshake (which
         # `context.connections` does not know yet): wait_closed must be registered
         # before close(), after which uvloop's (and Python 3.11's) returns at once.
-        waits = [asyncio.ensure_future(server.wait_closed()) for server in self.servers]
+        waits: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(server.wait_closed()) for server in self.servers
+        ]
         await asyncio.sleep(0)
         for server in self.servers:
             server.close()

@@ -4,6 +4,8 @@ Invariants:
 - A generation replaces the previous one only when every one of its
   workers reported Ready; until then the old generation serves alone, and
   if the new one fails it is stopped and the old one keeps serving.
+  `prepare` and `commit` are separate so that a reload rolling several
+  groups commits none of them unless all are ready.
 - Both generations accept on the same inherited sockets while the old one
   drains, so no connection is refused during a roll.
 - A worker that exits on its own is replaced with exponential backoff; a
@@ -41,8 +43,13 @@ class GroupRunner:
     failed: str | None = None  # why the group gave up restarting, if it did
     stopping: bool = False
 
-    async def start(self, plan: Plan, sockets: Mapping[str, socket.socket]) -> None:
-        """Start a generation from `plan`; raises WorkerStartError and leaves the old one."""
+    async def prepare(
+        self, plan: Plan, sockets: Mapping[str, socket.socket]
+    ) -> list[WorkerProcess]:
+        """A new generation, every worker ready, not yet serving in place of the current one.
+
+        Raises WorkerStartError with none of the new workers left running.
+        """
         group = plan.group(self.name)
         generation = self.generation + 1
         timeout = plan.config.host.startup_timeout
@@ -53,10 +60,16 @@ class GroupRunner:
                 fresh.append(await WorkerProcess.spawn(spec, sockets))
             await asyncio.gather(*(worker.wait_ready(timeout) for worker in fresh))
         except (WorkerStartError, OSError) as error:
-            await asyncio.gather(*(w.stop(ipc.GOING_AWAY, 1.0) for w in fresh))
+            await discard(fresh)
             raise WorkerStartError(f'group "{self.name}": {error}') from error
+        return fresh
+
+    def commit(
+        self, plan: Plan, sockets: Mapping[str, socket.socket], fresh: list[WorkerProcess]
+    ) -> None:
+        """`fresh` (from `prepare`) takes over; the previous generation drains."""
         previous = self.workers
-        self.workers, self.generation = fresh, generation
+        self.workers, self.generation = fresh, self.generation + 1
         self.plan, self.sockets = plan, sockets
         self.failures, self.failed = 0, None
         for worker in fresh:
@@ -124,3 +137,10 @@ class GroupRunner:
 
     def pids(self) -> list[int]:
         return [worker.pid for worker in self.workers]
+
+
+async def discard(workers: list[WorkerProcess]) -> None:
+    """Stop workers of a generation that never took over."""
+    await asyncio.gather(*(worker.stop(ipc.GOING_AWAY, 1.0) for worker in workers))
+    for worker in workers:
+        worker.close()

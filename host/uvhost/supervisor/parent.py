@@ -25,7 +25,7 @@ from uvhost.config.errors import render
 from uvhost.config.load import LoadResult, load_config
 from uvhost.config.plan import Plan
 from uvhost.observe.logs import configure
-from uvhost.supervisor.groups import GroupRunner
+from uvhost.supervisor.groups import GroupRunner, discard
 from uvhost.supervisor.process import WorkerStartError
 from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, bind
 from uvhost.supervisor.tasks import background
@@ -93,10 +93,20 @@ class Supervisor:
         return background(loop())
 
     async def _start_groups(self, plan: Plan, names: list[str]) -> None:
-        for name in names:
-            runner = self.groups.get(name) or GroupRunner(name)
-            await runner.start(plan, self.sockets.by_name())
-            self.groups[name] = runner
+        """New generations of the named groups: all ready before any takes over, or none."""
+        runners = [self.groups.get(name) or GroupRunner(name) for name in names]
+        sockets = self.sockets.by_name()
+        outcomes = await asyncio.gather(
+            *(runner.prepare(plan, sockets) for runner in runners), return_exceptions=True
+        )
+        prepared = [outcome for outcome in outcomes if isinstance(outcome, list)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                await asyncio.gather(*(discard(fresh) for fresh in prepared))
+                raise outcome
+        for runner, fresh in zip(runners, prepared, strict=True):
+            runner.commit(plan, sockets, fresh)
+            self.groups[runner.name] = runner
 
     async def _stop_all(self) -> None:
         await asyncio.gather(*(g.stop(ipc.GOING_AWAY) for g in self.groups.values()))
@@ -148,15 +158,15 @@ class Supervisor:
         self.loaded = {**current, **kept, **result.file_digests}
 
     async def _apply(self, new: Plan, changes: PlanDiff, added: dict[str, BoundSocket]) -> bool:
-        """Live settings, then new generations, then retirements; False if a roll failed."""
+        """New generations, then live settings, then retirements; False if a roll failed.
+
+        A failed roll leaves everything as it was: live settings are pushed only
+        once every new generation is ready.
+        """
         old_sockets = self.sockets
         self.sockets = SocketSet({**old_sockets.sockets, **added})
         for name in changes.subjects(ChangeKind.LISTENER_REMOVED):
             self.sockets.sockets.pop(name, None)
-        if any(c.subject == "logging" for c in changes.of(ChangeKind.LIVE)):
-            configure(new.config.logging)
-            for runner in self.groups.values():
-                runner.broadcast(ipc.ApplyLogging(new.config.logging))
         to_start = [
             *changes.subjects(ChangeKind.GROUP_ROLLED),
             *changes.subjects(ChangeKind.GROUP_STARTED),
@@ -170,6 +180,10 @@ class Supervisor:
                     bound.close()
             self.sockets = old_sockets
             return False
+        if any(c.subject == "logging" for c in changes.of(ChangeKind.LIVE)):
+            configure(new.config.logging)
+            for runner in self.groups.values():
+                runner.broadcast(ipc.ApplyLogging(new.config.logging))
         for name in changes.subjects(ChangeKind.GROUP_RETIRED):
             if name in self.groups:
                 background(self.groups.pop(name).stop(ipc.SERVICE_RESTART))
