@@ -174,8 +174,12 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise UnsupportedVersionError(version)
-        parsed = httptools.parse_url(self.url)
-        raw_path: bytes = parsed.path
+        url = self.url
+        if url[:1] == b"/":  # origin-form, nearly every request: no URL object needed
+            raw_path, _, query = url.partition(b"?")
+        else:  # absolute-form ("http://host/path") or asterisk-form ("*")
+            parsed = httptools.parse_url(url)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
         path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
         context = self.context
         endpoint = context.router.resolve(path)
@@ -199,7 +203,7 @@ class HttpProtocol(asyncio.Protocol):
             "root_path": endpoint.root_path if endpoint is not None else "",
             "path": prefix + path if prefix else path,
             "raw_path": raw_prefix + raw_path if prefix else raw_path,
-            "query_string": parsed.query or b"",
+            "query_string": query,
             "headers": self.headers,
             "state": state.copy() if state else {},
         }
@@ -222,7 +226,7 @@ class HttpProtocol(asyncio.Protocol):
             keep_alive=parser.should_keep_alive() and not context.draining and not wants_upgrade,
             expect_continue=self.expect_continue and version == "1.1",
             max_body=max_body,
-            started_at=time.monotonic(),
+            started_at=time.monotonic() if context.access_log is not None else 0.0,
         )
         self.parsing = exchange
         if self.exchange is None:
