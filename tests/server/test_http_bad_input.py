@@ -129,6 +129,28 @@ def test_unknown_http_version_is_refused(host):
     refused(host, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", statuses=(400, 505))
 
 
+def test_unparsable_absolute_form_target_is_a_client_error(host):
+    refused(host, b"GET http://[bad/x HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def test_a_server_bug_while_reading_a_head_is_a_logged_500(host, monkeypatch, caplog):
+    """Not the client's fault: 500, logged with the traceback, and the next request works."""
+    router = next(iter(host.worker.contexts)).router
+
+    def broken(self, path):
+        raise KeyError("a bug in the router")
+
+    monkeypatch.setattr(type(router), "resolve", broken)  # slotted: patch the class
+    with caplog.at_level(logging.ERROR, logger="uvhost.error"), host.raw() as raw:
+        raw.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = raw.read_response()
+        assert response.status == 500
+        assert raw.closed_by_server()
+    assert any(r.exc_info and "a bug in the router" in str(r.exc_info[1]) for r in caplog.records)
+    monkeypatch.undo()
+    assert_still_serving(host)
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [

@@ -126,8 +126,11 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject_after_pending(431, "request head too large")
             elif isinstance(cause, UnsupportedVersionError):
                 self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
-            else:
+            elif isinstance(cause, ValueError | httptools.HttpParserError):  # a bad target
                 self._reject_after_pending(400, "bad request")
+            else:  # our own bug, not the client's: say so, and log it with its traceback
+                self.context.logger.error("error while handling a request head", exc_info=cause)
+                self._reject_after_pending(500, "internal server error")
         except httptools.HttpParserError:
             if self.last_request_read:  # bytes after "Connection: close": no request, no 400
                 self.parsing = None
