@@ -29,6 +29,7 @@ from uvhost import ipc
 from uvhost.observe.builtins import Health, MetricsUnavailable
 from uvhost.observe.logs import configure
 from uvhost.server.asgi_types import ASGIApp
+from uvhost.server.context import RequestBudget, recycle_threshold
 from uvhost.server.worker import Worker, WorkerStartupError
 
 logger = logging.getLogger("uvhost.worker")
@@ -50,7 +51,12 @@ async def serve(channel_fd: int) -> int:
         "@health": Health(lambda: not draining),
         "@metrics": MetricsUnavailable(),
     }
-    worker = Worker(spec.plan, [spec.plan.group(spec.group)], sockets, builtins=builtins)
+    host = spec.plan.config.host
+    budget = RequestBudget(recycle_threshold(host.max_requests, host.max_requests_jitter))
+    budget.on_spent = lambda: _ask_recycle(writer, pid, budget.limit)
+    worker = Worker(
+        spec.plan, [spec.plan.group(spec.group)], sockets, builtins=builtins, budget=budget
+    )
     try:
         await worker.start()
     except WorkerStartupError as error:
@@ -84,6 +90,13 @@ async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int], worke
         if isinstance(message, ipc.ApplyLogging):
             configure(message.settings)
             worker.switch_access_log(message.settings.access_log)
+
+
+def _ask_recycle(writer: asyncio.StreamWriter, pid: int, served: int) -> None:
+    """max_requests reached: the supervisor replaces us through a roll; we keep serving."""
+    logger.info("worker %d reached max_requests (%d): asking to be recycled", pid, served)
+    if not writer.is_closing():
+        writer.write(ipc.frame(ipc.Recycle(pid)))
 
 
 def _settle(stop: asyncio.Future[int], code: int) -> None:

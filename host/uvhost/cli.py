@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_parser = commands.add_parser("run", help="serve the apps the config declares")
     _add_file(run_parser)
+    run_parser.add_argument(
+        "--reload",
+        dest="reload_code",
+        action="store_true",
+        help="development: roll a group when Python files under its apps' folders change",
+    )
 
     config_parser = commands.add_parser(
         "config", help="print the resolved config: defaults filled, variables expanded"
@@ -76,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from uvhost.commands.run import run  # noqa: PLC0415 - keeps `check` free of uvloop
 
-        return run(args.file, err=sys.stderr)
+        return run(args.file, err=sys.stderr, reload_code=args.reload_code)
     if args.command == "config":
         return show_config(args.file, out=sys.stdout, err=sys.stderr)
     if args.command == "schema":

@@ -59,6 +59,13 @@ class Stopping:
     pid: int
 
 
+@dataclass(frozen=True, slots=True)
+class Recycle:
+    """The worker reached max_requests (+ jitter): replace it, it keeps serving meanwhile."""
+
+    pid: int
+
+
 # ---------------------------------------------------------- supervisor → worker
 
 
@@ -76,7 +83,7 @@ class ApplyLogging:
     settings: LoggingSettings
 
 
-ToSupervisor = Ready | Failed | Stopping
+ToSupervisor = Ready | Failed | Stopping | Recycle
 ToWorker = Drain | ApplyLogging
 
 

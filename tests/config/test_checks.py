@@ -244,6 +244,7 @@ def two_listeners(first: str, second: str) -> str:
         ("localhost:8000", "localhost:8000"),
         ("unix:a.sock", "unix:./a.sock"),
         ("fd:3", "fd:3"),
+        ("systemd:web", "systemd:web"),
     ],
 )
 def test_bind_clashes(tmp_path: Path, first: str, second: str) -> None:
@@ -272,6 +273,8 @@ def test_bind_clashes(tmp_path: Path, first: str, second: str) -> None:
         ("unix:a.sock", "unix:b.sock"),
         ("fd:3", "fd:4"),
         ("fd:3", "127.0.0.1:3"),
+        ("systemd:web", "systemd:api"),
+        ("systemd:3", "fd:3"),
     ],
 )
 def test_binds_that_do_not_clash(tmp_path: Path, first: str, second: str) -> None:

@@ -4,6 +4,7 @@ each parsed in one place and printed back as text that parses to the same value.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from uvhost.config.types import (
+    BIND_SCHEMA,
     MAX_DURATION,
     ConfigValueError,
     FdBind,
+    SystemdBind,
     TcpBind,
     UnixBind,
     check_name,
@@ -204,6 +207,9 @@ def test_format_size_round_trips(size: int) -> None:
         ("unix:run/app.sock", UnixBind(Path("run/app.sock"))),
         ("fd:3", FdBind(3)),
         ("fd:10", FdBind(10)),
+        ("systemd:web", SystemdBind("web")),
+        ("systemd:myapp.socket", SystemdBind("myapp.socket")),
+        ("systemd:80", SystemdBind("80")),
     ],
 )
 def test_binds_parse_and_print_back(text: str, bind: object) -> None:
@@ -250,6 +256,10 @@ def test_standard_streams_are_not_sockets(fd: int) -> None:
         ("fd:x", '"fd:x": the fd must be a number', "fd:N"),
         ("fd:²", '"fd:²": the fd must be a number', "fd:N"),
         ("", 'expected a bind address, got ""', "HOST:PORT"),
+        ("systemd:", '"systemd:": "" is not a systemd socket name', "FileDescriptorName="),
+        ("systemd:a:b", '"systemd:a:b": "a:b" is not a systemd socket name', "no ':'"),
+        ("systemd:a b", '"systemd:a b": "a b" is not a systemd socket name', "no ':'"),
+        ("systemd:é", '"systemd:é": "é" is not a systemd socket name', "printable ASCII"),
     ],
 )
 def test_bad_binds_say_what_is_wrong(text: str, message: str, hint_part: str) -> None:
@@ -309,3 +319,25 @@ def test_bad_modes(value: object) -> None:
     error = refused(parse_mode, value)
     assert error.message.endswith("is not a file mode")
     assert "0o660" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("text", "matches"),
+    [
+        ("systemd:web", True),
+        ("systemd:my-app.socket", True),
+        ("systemd:" + "n" * 255, True),
+        ("systemd:" + "n" * 256, False),
+        ("systemd:", False),
+        ("systemd:a:b", False),
+        ("systemd:a b", False),
+    ],
+)
+def test_the_schema_pattern_agrees_on_systemd_names(text: str, matches: bool) -> None:
+    assert bool(re.match(BIND_SCHEMA["pattern"], text)) == matches
+    try:
+        parse_bind(text)
+    except ConfigValueError:
+        assert not matches
+    else:
+        assert matches

@@ -125,10 +125,12 @@ secure = make("secure")
 class Host:
     """One `uvhost run` subprocess and the lines of its stderr so far."""
 
-    def __init__(self, config: Path, pass_fds: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, config: Path, pass_fds: tuple[int, ...] = (), args: tuple[str, ...] = ()
+    ) -> None:
         self.config = config
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvhost", "run", str(config)],
+            [sys.executable, "-m", "uvhost", "run", *args, str(config)],
             cwd=config.parent,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -246,8 +248,8 @@ def _outcome(line: str) -> bool:
 def launch() -> Iterator[Callable[..., Host]]:
     started: list[Host] = []
 
-    def start(config: Path, pass_fds: tuple[int, ...] = ()) -> Host:
-        host = Host(config, pass_fds)
+    def start(config: Path, pass_fds: tuple[int, ...] = (), args: tuple[str, ...] = ()) -> Host:
+        host = Host(config, pass_fds, args)
         started.append(host)
         return host
 

@@ -16,6 +16,7 @@ import uvloop
 from uvhost.commands.report import print_diagnostics
 from uvhost.config.load import load_config
 from uvhost.observe.logs import configure
+from uvhost.supervisor import pidfile, systemd
 from uvhost.supervisor.parent import Supervisor
 from uvhost.supervisor.sockets import BindError, bind_all
 
@@ -23,21 +24,34 @@ EXIT_INVALID, EXIT_CANNOT_START = 1, 3
 logger = logging.getLogger("uvhost")
 
 
-def run(path: Path, *, err: TextIO) -> int:
+def run(path: Path, *, err: TextIO, reload_code: bool = False) -> int:
     result = load_config(path)
     if result.config is None:
         print_diagnostics(result, str(path), err)
         return EXIT_INVALID
     plan = result.plan()
     configure(plan.config.logging)
+    systemd.take_environment()  # before any worker could inherit LISTEN_* or NOTIFY_SOCKET
     try:
         sockets = bind_all(plan.config.listeners.items())
     except BindError as error:
         logger.error("cannot start: %s", error)
         return EXIT_CANNOT_START
-    supervisor = Supervisor(path, plan, sockets, watched=result.watched_files)
+    pid_path = plan.config.host.pid_file
+    if pid_path is not None:
+        try:
+            pidfile.write(pid_path)
+        except OSError as error:
+            reason = error.strerror or error
+            logger.error("cannot start: cannot write the pid file %s: %s", pid_path, reason)
+            sockets.close()
+            return EXIT_CANNOT_START
+    supervisor = Supervisor(
+        path, plan, sockets, watched=result.watched_files, reload_code=reload_code
+    )
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(supervisor.run())
     finally:
         supervisor.sockets.close()  # the current set: reloads may have replaced some
+        pidfile.remove(supervisor.plan.config.host.pid_file)  # a reload may have moved it

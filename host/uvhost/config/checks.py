@@ -21,7 +21,7 @@ from typing import Any
 from uvhost.config.errors import Problem, did_you_mean
 from uvhost.config.model import BUILTIN_TARGETS, HostConfig, Listener, TlsSettings
 from uvhost.config.plan import components, normalise_prefix, requested_workers
-from uvhost.config.types import FdBind, TcpBind, UnixBind
+from uvhost.config.types import BindAddress, SystemdBind, TcpBind, UnixBind
 
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating NUL
 
@@ -153,11 +153,13 @@ def _check_socket_options(name: str, listener: Listener) -> Iterator[Problem]:
             )
 
 
-def _bind_key(bind: TcpBind | UnixBind | FdBind) -> tuple[str, ...] | None:
+def _bind_key(bind: BindAddress) -> tuple[str, ...] | None:
     if isinstance(bind, TcpBind):
         return None if bind.port == 0 else ("tcp", str(bind.port))
     if isinstance(bind, UnixBind):
         return ("unix", os.path.normpath(bind.path))
+    if isinstance(bind, SystemdBind):
+        return ("systemd", bind.name)
     return ("fd", str(bind.fd))
 
 
@@ -165,12 +167,14 @@ _CLASH_HINTS = {
     "tcp": "two listeners cannot share an address; change the port or merge their routes",
     "unix": "two listeners cannot share a socket file; change the path or merge their routes",
     "fd": "an inherited socket can serve one listener; use another fd or merge their routes",
+    "systemd": "a socket-activated socket can serve one listener; give the other socket its "
+    "own FileDescriptorName= or merge their routes",
 }
 
 
 def _check_bind_clashes(config: HostConfig) -> Iterator[Problem]:
-    """Same Unix path or fd, or the same TCP port on the same or a wildcard host."""
-    taken: list[tuple[str, TcpBind | UnixBind | FdBind]] = []
+    """Same Unix path, fd or systemd name, or the same TCP port on the same or a wildcard host."""
+    taken: list[tuple[str, BindAddress]] = []
     for name, listener in config.listeners.items():
         bind = listener.bind
         key = _bind_key(bind)

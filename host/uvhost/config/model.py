@@ -228,9 +228,10 @@ class Listener(Section):
     """One listening socket and what it serves: a whole app, or apps by path prefix."""
 
     bind: Bind = Field(
-        description='Where to listen: "HOST:PORT", "[IPv6]:PORT", "unix:PATH" or "fd:N" '
-        "(a socket inherited from the parent, e.g. systemd).",
-        examples=["127.0.0.1:8000", "[::]:8443", "unix:run/app.sock", "fd:3"],
+        description='Where to listen: "HOST:PORT", "[IPv6]:PORT", "unix:PATH", "fd:N" '
+        '(a socket inherited from the parent) or "systemd:NAME" (a socket-activated '
+        "socket, by its FileDescriptorName=).",
+        examples=["127.0.0.1:8000", "[::]:8443", "unix:run/app.sock", "fd:3", "systemd:web"],
     )
     app: AppName | None = Field(
         None,

@@ -162,7 +162,10 @@ ByteSize = Annotated[
 
 # -------------------------------------------------------------------- binds
 
-_BIND_HINT = 'write "HOST:PORT", "[IPv6]:PORT", "unix:/path/to.sock" or "fd:N"'
+_BIND_HINT = 'write "HOST:PORT", "[IPv6]:PORT", "unix:/path/to.sock", "fd:N" or "systemd:NAME"'
+# systemd's FileDescriptorName=: printable ASCII without ":" or spaces, at most 255.
+SYSTEMD_NAME_PATTERN = r"[!-9;-~]{1,255}"
+_SYSTEMD_NAME_RE = re.compile(rf"^{SYSTEMD_NAME_PATTERN}$", re.ASCII)
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -206,12 +209,28 @@ class FdBind:
         return f"fd:{self.fd}"
 
 
-BindAddress = TcpBind | UnixBind | FdBind
+@dataclass(frozen=True, slots=True)
+class SystemdBind:
+    """A socket systemd passed by socket activation, found by name in LISTEN_FDNAMES.
+
+    The name is the socket unit's FileDescriptorName= (by default the unit's
+    name, e.g. "myapp.socket"); it is looked up when the supervisor starts,
+    so a config naming one validates anywhere.
+    """
+
+    name: str
+    kind: Literal["systemd"] = "systemd"
+
+    def __str__(self) -> str:
+        return f"systemd:{self.name}"
+
+
+BindAddress = TcpBind | UnixBind | FdBind | SystemdBind
 
 
 def parse_bind(value: object) -> BindAddress:
     """One parser for every bind kind; `sockets.py` is the only code that opens them."""
-    if isinstance(value, TcpBind | UnixBind | FdBind):
+    if isinstance(value, TcpBind | UnixBind | FdBind | SystemdBind):
         return value
     if not isinstance(value, str) or not value.strip():
         raise ConfigValueError(f"expected a bind address, got {_show(value)}", _BIND_HINT)
@@ -232,6 +251,15 @@ def parse_bind(value: object) -> BindAddress:
                 "inherited sockets start at fd 3 (systemd passes them from fd 3)",
             )
         return FdBind(fd)
+    if text.startswith("systemd:"):
+        name = text[len("systemd:") :]
+        if not _SYSTEMD_NAME_RE.match(name):
+            raise ConfigValueError(
+                f"{_show(value)}: {_show(name)} is not a systemd socket name",
+                "write the socket unit's FileDescriptorName= (printable ASCII, no ':' or spaces),"
+                ' e.g. "systemd:web"',
+            )
+        return SystemdBind(name)
     return _parse_tcp(text, value)
 
 
@@ -280,9 +308,12 @@ def _is_ipv4(host: str) -> bool:
 
 BIND_SCHEMA: dict[str, Any] = {
     "type": "string",
-    "pattern": r"^(unix:.+|fd:\d+|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[A-Za-z0-9.-]+:\d{1,5})$",
-    "description": 'Where to listen: "HOST:PORT", "[IPv6]:PORT", "unix:PATH" or "fd:N".',
-    "examples": ["127.0.0.1:8000", "[::]:8443", "unix:/run/app.sock", "fd:3"],
+    "pattern": r"^(unix:.+|fd:\d+|systemd:"
+    + SYSTEMD_NAME_PATTERN
+    + r"|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[A-Za-z0-9.-]+:\d{1,5})$",
+    "description": 'Where to listen: "HOST:PORT", "[IPv6]:PORT", "unix:PATH", "fd:N" '
+    'or "systemd:NAME" (a socket-activated socket, by its FileDescriptorName=).',
+    "examples": ["127.0.0.1:8000", "[::]:8443", "unix:/run/app.sock", "fd:3", "systemd:web"],
 }
 
 

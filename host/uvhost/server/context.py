@@ -6,12 +6,15 @@ Invariants:
   never per response.
 - `connections` is the worker's registry of live connections on this
   listener, used for draining and for `limit_concurrency`.
+- `budget` is the worker's one request counter, shared by all its listeners:
+  counting a request costs one integer add and one compare.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +37,30 @@ class Connection(Protocol):
     def check_timeouts(self, now: float) -> None: ...
 
 
+def recycle_threshold(max_requests: int, jitter: int, rng: random.Random | None = None) -> int:
+    """After how many requests a worker asks to be recycled: max + random 0..jitter; 0 = never."""
+    if max_requests <= 0:
+        return 0
+    return max_requests + (rng or random).randint(0, max(jitter, 0))
+
+
+@dataclass(eq=False)
+class RequestBudget:
+    """Requests a worker has started; `on_spent` runs once, when `count` reaches `limit`.
+
+    `limit` 0 never fires: the count starts at 0 and is compared after each add.
+    """
+
+    limit: int = 0
+    on_spent: Callable[[], None] | None = None
+    count: int = 0
+
+    def spent(self) -> None:
+        """Called by the request path (which does the add and compare inline)."""
+        if self.on_spent is not None:
+            self.on_spent()
+
+
 @dataclass(eq=False)
 class ListenerContext:
     name: str
@@ -49,6 +76,7 @@ class ListenerContext:
     defaults: dict[bytes, bytes] = field(default_factory=dict)
     proxies: TrustedProxies | None = None
     drained: asyncio.Event | None = None
+    budget: RequestBudget = field(default_factory=RequestBudget)
 
     def __post_init__(self) -> None:
         listener = self.settings

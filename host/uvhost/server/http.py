@@ -291,6 +291,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _start(self, exchange: Exchange) -> None:
         self.exchange = exchange
+        budget = self.context.budget  # max_requests: one add, one compare
+        budget.count += 1
+        if budget.count == budget.limit:
+            budget.spent()
         endpoint = exchange.endpoint
         app = endpoint.app if endpoint is not None else not_found
         self.loop.create_task(self._run(app, exchange))

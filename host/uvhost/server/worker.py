@@ -27,7 +27,7 @@ from uvhost.config.plan import Plan, WorkerGroup
 from uvhost.server.access_log import AccessLogger
 from uvhost.server.apps import AppLoadError, load_app
 from uvhost.server.asgi_types import ASGIApp
-from uvhost.server.context import ListenerContext
+from uvhost.server.context import ListenerContext, RequestBudget
 from uvhost.server.http import HttpProtocol
 from uvhost.server.lifespan import Lifespan, LifespanFailure
 from uvhost.server.router import Router
@@ -50,6 +50,7 @@ class Worker:
     lifespans: dict[str, Lifespan] = field(default_factory=dict)
     contexts: list[ListenerContext] = field(default_factory=list)
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    budget: RequestBudget = field(default_factory=RequestBudget)
     _clock: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -115,6 +116,7 @@ class Worker:
             "https" if tls is not None else "http",
             states,
             access_log=access,
+            budget=self.budget,
         )
         self.contexts.append(context)
         server = await loop.create_server(

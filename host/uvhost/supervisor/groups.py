@@ -10,6 +10,9 @@ Invariants:
   drains, so no connection is refused during a roll.
 - A worker that exits on its own is replaced with exponential backoff; a
   group whose replacements keep failing at startup stops retrying and says so.
+- A worker that asks to be recycled (max_requests) is replaced like a roll of
+  one: its replacement must be Ready before it drains (1012); if the
+  replacement fails, it keeps serving.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class GroupRunner:
         self.plan, self.sockets = plan, sockets
         self.failures, self.failed = 0, None
         for worker in fresh:
-            background(self._watch(worker))
+            self._follow(worker)
         for worker in previous:
             self._retire(worker, ipc.SERVICE_RESTART)
 
@@ -87,6 +90,53 @@ class GroupRunner:
             self.retiring.discard(worker)
 
         background(drain())
+
+    def _follow(self, worker: WorkerProcess) -> None:
+        """`worker` now serves in this group: replace it if it exits or asks to be recycled."""
+        background(self._watch(worker))
+        background(self._recycle(worker))
+
+    async def _recycle(self, old: WorkerProcess) -> None:
+        asked = asyncio.ensure_future(old.recycle.wait())
+        exited = asyncio.ensure_future(old.wait())
+        try:
+            await asyncio.wait({asked, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+            exited.cancel()
+        if (
+            not old.recycle.is_set()
+            or self.stopping
+            or old.draining
+            or old not in self.workers
+            or self.plan is None
+        ):
+            return
+        try:
+            fresh = await WorkerProcess.spawn(old.spec, self.sockets)
+        except OSError as error:
+            logger.error('recycling worker %d of group "%s" failed: %s', old.pid, self.name, error)
+            return
+        try:
+            await fresh.wait_ready(self.plan.config.host.startup_timeout)
+        except WorkerStartError as error:
+            await discard([fresh])
+            logger.error(
+                'recycling worker %d of group "%s" failed: %s; it keeps serving',
+                old.pid,
+                self.name,
+                error,
+            )
+            return
+        if self.stopping or old.draining or old not in self.workers:
+            await discard([fresh])  # a roll or a stop overtook the recycle
+            return
+        self.workers[self.workers.index(old)] = fresh
+        self._follow(fresh)
+        self._retire(old, ipc.SERVICE_RESTART)
+        logger.info(
+            'worker %d replaces %d in group "%s" (max_requests)', fresh.pid, old.pid, self.name
+        )
 
     async def _watch(self, worker: WorkerProcess) -> None:
         status = await worker.wait()
@@ -117,7 +167,7 @@ class GroupRunner:
                 continue
             self.workers[self.workers.index(dead)] = worker
             self.failures = 0
-            background(self._watch(worker))
+            self._follow(worker)
             logger.info('worker %d replaces %d in group "%s"', worker.pid, dead.pid, self.name)
             return
 

@@ -25,6 +25,8 @@ from uvhost.config.errors import render
 from uvhost.config.load import LoadResult, load_config
 from uvhost.config.plan import Plan
 from uvhost.observe.logs import configure
+from uvhost.supervisor import pidfile, systemd
+from uvhost.supervisor.devreload import CodeWatch
 from uvhost.supervisor.groups import GroupRunner, discard
 from uvhost.supervisor.process import WorkerStartError
 from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, bind
@@ -38,13 +40,21 @@ EXIT_OK, EXIT_CANNOT_START = 0, 3
 class Event(enum.Enum):
     STOP = "stop"
     RELOAD = "reload"
+    CODE = "code"  # --reload: Python files of some apps changed
 
 
 class Supervisor:
     def __init__(
-        self, path: Path, plan: Plan, sockets: SocketSet, *, watched: tuple[Path, ...] = ()
+        self,
+        path: Path,
+        plan: Plan,
+        sockets: SocketSet,
+        *,
+        watched: tuple[Path, ...] = (),
+        reload_code: bool = False,
     ) -> None:
         self.path = path
+        self.code = CodeWatch() if reload_code else None
         self.plan = plan
         self.sockets = sockets
         self.groups: dict[str, GroupRunner] = {}
@@ -65,11 +75,18 @@ class Supervisor:
             await self._stop_all()
             return EXIT_CANNOT_START
         self._log_listening()
+        systemd.ready()
         watcher = self._watch() if self.plan.config.host.watch else None
-        while await self.events.get() is not Event.STOP:
-            await self.reload()
-        if watcher is not None:
-            watcher.cancel()
+        coder = self._watch_code()
+        while (event := await self.events.get()) is not Event.STOP:
+            if event is Event.CODE:
+                await self._reload_code()
+            else:
+                await self.reload()
+        for task in (watcher, coder):
+            if task is not None:
+                task.cancel()
+        systemd.stopping()
         logger.info("draining (up to %gs)", self.plan.config.host.graceful_timeout)
         await self._stop_all()
         logger.info("stopped")
@@ -82,6 +99,7 @@ class Supervisor:
             for runner in self.groups.values():
                 for worker in [*runner.workers, *runner.retiring]:
                     worker.kill()
+            pidfile.remove(self.plan.config.host.pid_file)
             os._exit(1)
         self.events.put_nowait(Event.STOP)
 
@@ -91,6 +109,25 @@ class Supervisor:
                 self.events.put_nowait(Event.RELOAD)
 
         return background(loop())
+
+    def _watch_code(self) -> asyncio.Task[None] | None:
+        if self.code is None:
+            return None
+        return self.code.start(lambda: self.plan, lambda: self.events.put_nowait(Event.CODE))
+
+    async def _reload_code(self) -> None:
+        """--reload: roll the groups whose apps' Python files changed, with the current plan."""
+        changed = self.code.take(self.plan) if self.code is not None else {}
+        counts = {name: count for name, count in changed.items() if name in self.groups}
+        if not counts:
+            return
+        try:
+            await self._start_groups(self.plan, list(counts))
+        except WorkerStartError as error:
+            logger.error("reload failed: %s; the previous generation keeps serving", error)
+            return
+        for name, count in counts.items():
+            logger.info("reloaded group %s: %d file(s) changed", name, count)
 
     async def _start_groups(self, plan: Plan, names: list[str]) -> None:
         """New generations of the named groups: all ready before any takes over, or none."""
@@ -123,6 +160,14 @@ class Supervisor:
     # ----------------------------------------------------------------- reload
 
     async def reload(self) -> None:
+        """One reload, framed for systemd (RELOADING=1 ... READY=1, applied or not)."""
+        systemd.reloading()
+        try:
+            await self._reload()
+        finally:
+            systemd.ready()
+
+    async def _reload(self) -> None:
         started = time.monotonic()
         before = fingerprint(tuple(self.loaded))  # a save racing the read is seen as new
         result = load_config(self.path)
@@ -145,7 +190,12 @@ class Supervisor:
         except BindError as error:
             logger.error("reload rejected: %s; still serving the previous config", error)
             return
+        old_pid_file = self.plan.config.host.pid_file
         if await self._apply(new, changes, added):
+            try:  # before the apply is announced: whoever waits for it sees the new file
+                pidfile.move(old_pid_file, new.config.host.pid_file)
+            except OSError as error:
+                logger.error("cannot write the pid file: %s", error.strerror or error)
             logger.info("applied in %.2fs: %s", time.monotonic() - started, changes.summary())
 
     def _remember(self, result: LoadResult, before: dict[Path, str | None]) -> None:

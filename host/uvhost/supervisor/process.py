@@ -41,6 +41,7 @@ class WorkerProcess:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     draining: bool = False
+    recycle: asyncio.Event = field(default_factory=asyncio.Event)  # it asked (max_requests)
 
     @property
     def pid(self) -> int:
@@ -80,6 +81,8 @@ class WorkerProcess:
                 self._settle(WorkerStartError(message.reason))
             elif isinstance(message, ipc.Stopping):
                 self.draining = True
+            elif isinstance(message, ipc.Recycle):
+                self.recycle.set()
 
     def _settle(self, error: Exception | None) -> None:
         if self.ready.done():

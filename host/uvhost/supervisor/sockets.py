@@ -9,6 +9,9 @@ Invariants:
   close, and only those.
 - An inherited fd must already be a listening stream socket; we check
   rather than discover it on the first accept.
+- A systemd socket (`systemd:NAME`) is found by name among the fds systemd
+  passed (see systemd.py) and used through a duplicate, so closing it when a
+  listener goes away leaves the inherited fd for a later listener to reuse.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uvhost.config.model import Listener
-from uvhost.config.types import BindAddress, FdBind, TcpBind, UnixBind
+from uvhost.config.types import BindAddress, SystemdBind, TcpBind, UnixBind
+from uvhost.supervisor import systemd
 
 
 class BindError(Exception):
@@ -41,6 +45,8 @@ class BoundSocket:
         """Where clients connect, e.g. "http://127.0.0.1:8000" or "unix:/run/app.sock"."""
         if isinstance(self.address, UnixBind):
             return f"unix:{self.address.path}"
+        if self.sock.family == socket.AF_UNIX:  # an inherited Unix socket
+            return f"unix:{self.sock.getsockname()}"
         host, port = self.sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in str(host) else str(host)
         return f"{shown}:{port}"
@@ -87,7 +93,9 @@ def bind(name: str, listener: Listener) -> BoundSocket:
         if isinstance(address, UnixBind):
             sock = _bind_unix(address.path, listener.backlog, listener.unix_mode)
             return BoundSocket(name, address, sock, created_path=address.path)
-        return BoundSocket(name, address, _adopt_fd(address))
+        if isinstance(address, SystemdBind):
+            return BoundSocket(name, address, _adopt_systemd(name, address))
+        return BoundSocket(name, address, _adopt_fd(address.fd))
     except OSError as error:
         reason = error.strerror or str(error)
         raise BindError(f'listener "{name}" cannot listen on {address}: {reason}') from error
@@ -149,13 +157,26 @@ def _remove_stale(path: Path) -> None:
     raise OSError(errno.EADDRINUSE, "another process is accepting on this socket")
 
 
-def _adopt_fd(address: FdBind) -> socket.socket:
-    os.fstat(address.fd)  # EBADF with a clear message when nothing is open there
-    sock = socket.socket(fileno=address.fd)
+def _adopt_systemd(name: str, address: SystemdBind) -> socket.socket:
+    try:
+        fd = systemd.activation().lookup(address.name)
+    except LookupError as error:
+        raise BindError(f'listener "{name}" cannot listen on {address}: {error}') from None
+    os.fstat(fd)
+    return _adopt_fd(os.dup(fd), owned=True)
+
+
+def _adopt_fd(fd: int, *, owned: bool = False) -> socket.socket:
+    """A socket object for listening fd `fd`; `owned`: close `fd` if it does not qualify."""
+    os.fstat(fd)  # EBADF with a clear message when nothing is open there
+    sock = socket.socket(fileno=fd)
     if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
         socket.SOL_SOCKET, socket.SO_ACCEPTCONN
     ):
-        sock.detach()
+        if owned:
+            sock.close()
+        else:
+            sock.detach()
         raise OSError(errno.ENOTSOCK, "the inherited fd is not a listening stream socket")
     sock.setblocking(False)
     return sock
