@@ -90,6 +90,8 @@ async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int], worke
         if isinstance(message, ipc.ApplyLogging):
             configure(message.settings)
             worker.switch_access_log(message.settings.access_log)
+        elif isinstance(message, ipc.ReloadCertificates):
+            worker.reload_certificates(message.listeners)
 
 
 def _ask_recycle(writer: asyncio.StreamWriter, pid: int, served: int) -> None:

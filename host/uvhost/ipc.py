@@ -83,8 +83,15 @@ class ApplyLogging:
     settings: LoggingSettings
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadCertificates:
+    """Certificate or key files of these listeners changed on disk: load them in place."""
+
+    listeners: tuple[str, ...]
+
+
 ToSupervisor = Ready | Failed | Stopping | Recycle
-ToWorker = Drain | ApplyLogging
+ToWorker = Drain | ApplyLogging | ReloadCertificates
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,7 +200,7 @@ def test_a_tls_password_change_rolls(tmp_path: Path) -> None:
     assert "two" not in result.summary()
 
 
-def test_a_certificate_replaced_on_disk_rolls_only_its_group(tmp_path: Path) -> None:
+def test_a_certificate_replaced_on_disk_is_reloaded_in_place(tmp_path: Path) -> None:
     authority = trustme.CA()
     pem, key = tmp_path / "site.pem", tmp_path / "site.key"
     config = tmp_path / "uvhost.toml"
@@ -221,9 +221,12 @@ def test_a_certificate_replaced_on_disk_rolls_only_its_group(tmp_path: Path) -> 
     assert diff(before, load_config(config).plan()).is_empty  # same files, same content
     issue()  # same paths, new certificate and key
     result = diff(before, load_config(config).plan())
-    assert result.subjects(ChangeKind.GROUP_ROLLED) == ("site",)
-    assert result.subjects(ChangeKind.UNTOUCHED) == ("hello",)
-    assert any(key.startswith("tls_files.") for key in result.of(ChangeKind.GROUP_ROLLED)[0].keys)
+    assert result.subjects(ChangeKind.GROUP_ROLLED) == ()  # no restart for a new certificate
+    assert set(result.subjects(ChangeKind.UNTOUCHED)) == {"site", "hello"}
+    assert result.of(ChangeKind.CERTIFICATE_RELOADED) == (
+        Change(ChangeKind.CERTIFICATE_RELOADED, "secure", (str(pem), str(key))),
+    )
+    assert not result.is_empty
 
 
 def test_summary_is_one_line() -> None:

@@ -12,7 +12,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from uvhost.config.model import TlsSettings
-from uvhost.server.tls import TlsSetupError, build_context
+from uvhost.server.tls import TlsSetupError, build_context, reload_certificate
 
 KEY_PASSWORD = "s3cret"  # noqa: S105 - encrypts a throwaway test key
 WRONG_PASSWORD = "nope"  # noqa: S105 - deliberately not the key's password
@@ -277,3 +277,31 @@ def test_client_auth_without_client_ca(files):
     assert setup_error(tls(files, client_auth="optional")) == (
         'client_auth = "optional" needs client_ca'
     )
+
+
+def test_reloaded_certificate_is_served_to_new_handshakes(files, tmp_path):
+    """The live context takes a pair from another CA: clients trusting only it now connect."""
+    settings = tls(files)
+    live = build_context(settings)
+    old_ca_client = client_context(files)
+    assert handshake(live, old_ca_client).error is None
+
+    other = trustme.CA()
+    renewed = other.issue_cert("localhost", "127.0.0.1")
+    renewed.cert_chain_pems[0].write_to_path(files.cert)
+    renewed.private_key_pem.write_to_path(files.key)
+    reload_certificate(live, settings)
+
+    new_ca_client = ssl.create_default_context()
+    other.configure_trust(new_ca_client)
+    assert handshake(live, new_ca_client).error is None
+    assert isinstance(handshake(live, client_context(files)).error, ssl.SSLError)
+
+
+def test_a_bad_replacement_leaves_the_live_certificate(files):
+    settings = tls(files)
+    live = build_context(settings)
+    files.key.write_text("not a key\n")
+    with pytest.raises(TlsSetupError):
+        reload_certificate(live, settings)
+    assert handshake(live, client_context(files)).error is None

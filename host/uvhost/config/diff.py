@@ -36,6 +36,7 @@ class ChangeKind(StrEnum):
     GROUP_STARTED = "group started"
     GROUP_RETIRED = "group retired"
     GROUP_ROLLED = "group rolled"
+    CERTIFICATE_RELOADED = "certificate reloaded"
     UNTOUCHED = "untouched"
 
 
@@ -75,7 +76,30 @@ def diff(old: Plan, new: Plan) -> PlanDiff:
     changes.extend(_live_changes(old, new))
     changes.extend(_listener_changes(old, new))
     changes.extend(_group_changes(old, new))
+    changes.extend(_certificate_changes(old, new, changes))
     return PlanDiff(tuple(changes))
+
+
+def _certificate_changes(old: Plan, new: Plan, so_far: list[Change]) -> list[Change]:
+    """Listeners whose certificate or key files changed on disk, settings unchanged.
+
+    Their workers load the new pair in place (no restart); a group that
+    rolls anyway starts from the new files and needs no reload.
+    """
+    rolling = {c.subject for c in so_far if c.kind is not ChangeKind.UNTOUCHED}
+    changes = []
+    for group in new.groups:
+        if group.name in rolling:
+            continue
+        for name in group.listeners:
+            tls = new.config.listeners[name].tls
+            if tls is None:
+                continue
+            files = [p for p in (tls.certificate, tls.private_key) if p is not None]
+            moved = [str(p) for p in files if old.file_digests.get(p) != new.file_digests.get(p)]
+            if moved:
+                changes.append(Change(ChangeKind.CERTIFICATE_RELOADED, name, tuple(moved)))
+    return changes
 
 
 def _live_changes(old: Plan, new: Plan) -> list[Change]:
@@ -127,13 +151,10 @@ def _fingerprint(plan: Plan, group: WorkerGroup) -> dict[str, Any]:
         "listeners": {name: _dump(config.listeners[name]) for name in group.listeners},
         "apps": {name: _dump(config.apps[name]) for name in group.apps},
         "environment": {name: dict(plan.app_environments.get(name, {})) for name in group.apps},
-        "tls_files": {
-            str(path): digest
+        "client_ca_files": {  # CAs can only be added to a live context, so a change rolls
+            str(tls.client_ca): plan.file_digests.get(tls.client_ca)
             for name in group.listeners
-            if (tls := config.listeners[name].tls) is not None
-            for path in (tls.certificate, tls.private_key, tls.client_ca)
-            if path is not None
-            for digest in (plan.file_digests.get(path),)
+            if (tls := config.listeners[name].tls) is not None and tls.client_ca is not None
         },
         "host": {"max_requests": host.max_requests, "jitter": host.max_requests_jitter},
     }

@@ -78,6 +78,17 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
     return context
 
 
+def reload_certificate(context: ssl.SSLContext, settings: TlsSettings) -> None:
+    """Load a replaced certificate and key into a live context; raises TlsSetupError.
+
+    OpenSSL gives the new pair to handshakes that start afterwards; open
+    connections keep theirs. The files are first checked on a scratch
+    context, so a bad file leaves the live one untouched.
+    """
+    build_context(settings)
+    _load_chain(context, settings)
+
+
 def _load_chain(context: ssl.SSLContext, settings: TlsSettings) -> None:
     secret = settings.password.get_secret_value() if settings.password is not None else ""
     asked: list[bool] = []

@@ -31,7 +31,7 @@ from uvhost.server.context import ListenerContext, RequestBudget
 from uvhost.server.http import HttpProtocol
 from uvhost.server.lifespan import Lifespan, LifespanFailure
 from uvhost.server.router import Router
-from uvhost.server.tls import TlsSetupError, build_context
+from uvhost.server.tls import TlsSetupError, build_context, reload_certificate
 
 logger = logging.getLogger("uvhost.worker")
 TICK = 0.5  # seconds between Date refreshes and timeout checks
@@ -51,6 +51,7 @@ class Worker:
     contexts: list[ListenerContext] = field(default_factory=list)
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
     budget: RequestBudget = field(default_factory=RequestBudget)
+    certificates: dict[str, ssl.SSLContext] = field(default_factory=dict)
     _clock: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -107,6 +108,7 @@ class Worker:
         if settings.tls is not None:
             try:
                 tls = build_context(settings.tls)
+                self.certificates[name] = tls
             except TlsSetupError as error:
                 raise WorkerStartupError(f'listener "{name}": {error}') from error
         context = ListenerContext(
@@ -142,6 +144,19 @@ class Worker:
             for connection in list(context.connections):
                 connection.check_timeouts(now)
         self._clock = loop.call_later(TICK, self._tick)
+
+    def reload_certificates(self, listeners: Sequence[str]) -> None:
+        """New certificate and key files, loaded in place; a bad pair keeps the old one."""
+        for name in listeners:
+            context, settings = self.certificates.get(name), self.plan.config.listeners[name].tls
+            if context is None or settings is None:
+                continue
+            try:
+                reload_certificate(context, settings)
+            except TlsSetupError as error:
+                logger.error('listener "%s" keeps its certificate: %s', name, error)
+            else:
+                logger.info('listener "%s": certificate reloaded', name)
 
     async def drain(self, code: int = 1001) -> None:
         """`code` closes open WebSockets: 1001 when the host stops, 1012 on a roll."""

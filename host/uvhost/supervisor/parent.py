@@ -234,6 +234,9 @@ class Supervisor:
             configure(new.config.logging)
             for runner in self.groups.values():
                 runner.broadcast(ipc.ApplyLogging(new.config.logging))
+        for listener in changes.subjects(ChangeKind.CERTIFICATE_RELOADED):
+            group = next(g.name for g in new.groups if listener in g.listeners)
+            self.groups[group].broadcast(ipc.ReloadCertificates((listener,)))
         for name in changes.subjects(ChangeKind.GROUP_RETIRED):
             if name in self.groups:
                 background(self.groups.pop(name).stop(ipc.SERVICE_RESTART))
