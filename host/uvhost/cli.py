@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="development: roll a group when Python files under its apps' folders change",
     )
 
+    for name, about in (
+        ("reload", "apply the config file to a running host now, and report the result"),
+        ("stop", "drain a running host and stop it"),
+        ("status", "show a running host's listeners, groups and workers"),
+    ):
+        control_parser = commands.add_parser(name, help=about)
+        _add_file(control_parser)
+        control_parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+
     config_parser = commands.add_parser(
         "config", help="print the resolved config: defaults filled, variables expanded"
     )
@@ -83,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from uvhost.commands.run import run  # noqa: PLC0415 - keeps `check` free of uvloop
 
         return run(args.file, err=sys.stderr, reload_code=args.reload_code)
+    if args.command in ("reload", "stop", "status"):
+        from uvhost.commands.control import control  # noqa: PLC0415 - only these need it
+
+        return control(args.file, args.command, as_json=args.json, out=sys.stdout, err=sys.stderr)
     if args.command == "config":
         return show_config(args.file, out=sys.stdout, err=sys.stderr)
     if args.command == "schema":

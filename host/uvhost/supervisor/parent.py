@@ -12,12 +12,15 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from uvhost import ipc
 from uvhost.config.diff import ChangeKind, PlanDiff, diff
@@ -25,7 +28,7 @@ from uvhost.config.errors import render
 from uvhost.config.load import LoadResult, load_config
 from uvhost.config.plan import Plan
 from uvhost.observe.logs import configure
-from uvhost.supervisor import pidfile, systemd
+from uvhost.supervisor import control, pidfile, systemd
 from uvhost.supervisor.devreload import CodeWatch
 from uvhost.supervisor.groups import GroupRunner, discard
 from uvhost.supervisor.process import WorkerStartError
@@ -41,6 +44,13 @@ class Event(enum.Enum):
     STOP = "stop"
     RELOAD = "reload"
     CODE = "code"  # --reload: Python files of some apps changed
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    message: str
+    errors: tuple[str, ...] = ()
 
 
 class Supervisor:
@@ -60,6 +70,8 @@ class Supervisor:
         self.groups: dict[str, GroupRunner] = {}
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.stops = 0
+        self.reload_waiters: list[asyncio.Future[ReloadOutcome]] = []
+        self.control_path: Path | None = None
         # What the watcher compares against: each watched file as the last load read it.
         self.loaded = {**fingerprint(watched or (path.resolve(),)), **plan.file_digests}
 
@@ -75,6 +87,7 @@ class Supervisor:
             await self._stop_all()
             return EXIT_CANNOT_START
         self._log_listening()
+        control_server = await self._serve_control()
         systemd.ready()
         watcher = self._watch() if self.plan.config.host.watch else None
         coder = self._watch_code()
@@ -86,11 +99,60 @@ class Supervisor:
         for task in (watcher, coder):
             if task is not None:
                 task.cancel()
+        for waiting in self.reload_waiters:
+            if not waiting.done():
+                waiting.set_result(ReloadOutcome(False, "the host is stopping"))
+        if control_server is not None:
+            control_server.close()
+            self._remove_control_socket()
         systemd.stopping()
         logger.info("draining (up to %gs)", self.plan.config.host.graceful_timeout)
         await self._stop_all()
         logger.info("stopped")
         return EXIT_OK
+
+    async def _serve_control(self) -> asyncio.AbstractServer | None:
+        path = control.socket_path(self.plan.config.host, self.path)
+        if path is None:
+            return None
+        default = self.plan.config.host.control_socket == "auto"
+        try:
+            server = await control.serve(path, self._control, default_location=default)
+        except control.ControlError as error:
+            logger.warning("no control socket: %s", error)
+            return None
+        self.control_path = path
+        return server
+
+    def _remove_control_socket(self) -> None:
+        if self.control_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.control_path.unlink()
+
+    async def _control(self, command: str) -> dict[str, Any]:
+        if command == "reload":
+            outcome = await self.request_reload()
+            return {"ok": outcome.ok, "message": outcome.message, "errors": list(outcome.errors)}
+        if command == "stop":
+            self.request_stop()
+            return {"ok": True, "message": "stopping: draining in-flight requests"}
+        return {"ok": True, **self.status()}
+
+    def status(self) -> dict[str, Any]:
+        """A plain snapshot for `uvhost status` (the observe work adds rates and latencies)."""
+        return {
+            "pid": os.getpid(),
+            "config": str(self.path),
+            "listeners": {bound.name: bound.describe() for bound in self.sockets},
+            "groups": {
+                name: {
+                    "generation": runner.generation,
+                    "workers": runner.pids(),
+                    "failed": runner.failed,
+                }
+                for name, runner in self.groups.items()
+            },
+        }
 
     def _on_stop_signal(self) -> None:
         self.stops += 1
@@ -159,44 +221,66 @@ class Supervisor:
 
     # ----------------------------------------------------------------- reload
 
-    async def reload(self) -> None:
+    async def reload(self) -> ReloadOutcome:
         """One reload, framed for systemd (RELOADING=1 ... READY=1, applied or not)."""
         systemd.reloading()
         try:
-            await self._reload()
+            outcome = await self._reload()
         finally:
             systemd.ready()
+        (logger.info if outcome.ok else logger.error)("%s", outcome.message)
+        for waiting in self.reload_waiters:
+            if not waiting.done():
+                waiting.set_result(outcome)
+        self.reload_waiters.clear()
+        return outcome
 
-    async def _reload(self) -> None:
+    async def request_reload(self) -> ReloadOutcome:
+        """For the control socket: queue a reload like SIGHUP does and wait for its outcome."""
+        waiting: asyncio.Future[ReloadOutcome] = asyncio.get_running_loop().create_future()
+        self.reload_waiters.append(waiting)
+        self.events.put_nowait(Event.RELOAD)
+        return await waiting
+
+    def request_stop(self) -> None:
+        self.events.put_nowait(Event.STOP)
+
+    async def _reload(self) -> ReloadOutcome:
         started = time.monotonic()
         before = fingerprint(tuple(self.loaded))  # a save racing the read is seen as new
         result = load_config(self.path)
         self._remember(result, before)
         if result.config is None:
-            for diagnostic in result.errors:
-                logger.error("%s", render(diagnostic, str(self.path)))
-            logger.error(
-                "reload rejected (%d error(s)); still serving the previous config",
-                len(result.errors),
+            errors = tuple(render(diagnostic, str(self.path)) for diagnostic in result.errors)
+            for error in errors:
+                logger.error("%s", error)
+            return ReloadOutcome(
+                False,
+                f"reload rejected ({len(errors)} error(s)); still serving the previous config",
+                errors,
             )
-            return
         new = result.plan()
         changes = diff(self.plan, new)
         if changes.is_empty:
-            logger.info("reload: no changes")
-            return
+            return ReloadOutcome(True, "reload: no changes")
         try:
             added = self._bind_new_sockets(new, changes)
         except BindError as error:
-            logger.error("reload rejected: %s; still serving the previous config", error)
-            return
+            return ReloadOutcome(
+                False, f"reload rejected: {error}; still serving the previous config"
+            )
         old_pid_file = self.plan.config.host.pid_file
-        if await self._apply(new, changes, added):
-            try:  # before the apply is announced: whoever waits for it sees the new file
-                pidfile.move(old_pid_file, new.config.host.pid_file)
-            except OSError as error:
-                logger.error("cannot write the pid file: %s", error.strerror or error)
-            logger.info("applied in %.2fs: %s", time.monotonic() - started, changes.summary())
+        failure = await self._apply(new, changes, added)
+        if failure is not None:
+            return ReloadOutcome(
+                False, f"reload failed: {failure}; the previous generation keeps serving"
+            )
+        try:  # before the apply is announced: whoever waits for it sees the new file
+            pidfile.move(old_pid_file, new.config.host.pid_file)
+        except OSError as error:
+            logger.error("cannot write the pid file: %s", error.strerror or error)
+        elapsed = time.monotonic() - started
+        return ReloadOutcome(True, f"applied in {elapsed:.2f}s: {changes.summary()}")
 
     def _remember(self, result: LoadResult, before: dict[Path, str | None]) -> None:
         """Watch the files this load names (all watched so far, if it was rejected)."""
@@ -207,8 +291,10 @@ class Supervisor:
         kept = {path: digest for path, digest in before.items() if path in current}
         self.loaded = {**current, **kept, **result.file_digests}
 
-    async def _apply(self, new: Plan, changes: PlanDiff, added: dict[str, BoundSocket]) -> bool:
-        """New generations, then live settings, then retirements; False if a roll failed.
+    async def _apply(
+        self, new: Plan, changes: PlanDiff, added: dict[str, BoundSocket]
+    ) -> str | None:
+        """New generations, then live settings, then retirements; why a roll failed, if it did.
 
         A failed roll leaves everything as it was: live settings are pushed only
         once every new generation is ready.
@@ -224,12 +310,11 @@ class Supervisor:
         try:
             await self._start_groups(new, to_start)
         except WorkerStartError as error:
-            logger.error("reload failed: %s; the previous generation keeps serving", error)
             for name, bound in added.items():
                 if old_sockets.sockets.get(name) is not bound:
                     bound.close()
             self.sockets = old_sockets
-            return False
+            return str(error)
         if any(c.subject == "logging" for c in changes.of(ChangeKind.LIVE)):
             configure(new.config.logging)
             for runner in self.groups.values():
@@ -244,7 +329,7 @@ class Supervisor:
             if self.sockets.sockets.get(name) is not bound:
                 bound.close()  # workers that still drain hold their own copies
         self.plan = new
-        return True
+        return None
 
     def _bind_new_sockets(self, new: Plan, changes: PlanDiff) -> dict[str, BoundSocket]:
         """Sockets for added listeners and changed binds; all or none.
