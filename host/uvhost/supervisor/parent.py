@@ -86,8 +86,8 @@ class Supervisor:
             logger.error("cannot start: %s", error)
             await self._stop_all()
             return EXIT_CANNOT_START
+        control_server = await self._serve_control()  # up before "ready" is announced
         self._log_listening()
-        control_server = await self._serve_control()
         systemd.ready()
         watcher = self._watch() if self.plan.config.host.watch else None
         coder = self._watch_code()
