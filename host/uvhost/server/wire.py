@@ -80,9 +80,8 @@ def build_head(
     if not 100 <= status <= 999:
         raise BadResponseHeaderError(f"status {status!r} is not a three-digit HTTP status")
     lines = [status_line(status), preamble]
-    app_says = _copy_headers(headers, lines, defaults)
-    keep_alive = keep_alive and not app_says.close
-    content_length = app_says.content_length
+    content_length, close = _copy_headers(headers, lines, defaults)
+    keep_alive = keep_alive and not close
 
     chunked = False
     if content_length is None and body_allowed(status, method_is_head):
@@ -99,12 +98,6 @@ def build_head(
         lines.append(b"connection: keep-alive\r\n")
     lines.append(b"\r\n")
     return Framing(b"".join(lines), chunked, content_length, keep_alive)
-
-
-@dataclass(slots=True)
-class _AppHeaders:
-    content_length: int | None = None
-    close: bool = False
 
 
 _LINE_CACHE: dict[tuple[bytes, bytes], tuple[bytes, bytes, int | None]] = {}
@@ -137,26 +130,34 @@ def header_line(name: bytes, value: bytes) -> tuple[bytes, bytes, int | None]:
 
 def _copy_headers(
     headers: Headers, lines: list[bytes], defaults: dict[bytes, bytes]
-) -> _AppHeaders:
-    """Append the app's headers (checked) and the listener defaults it did not override."""
-    found = _AppHeaders()
-    overridden: set[bytes] = set()
+) -> tuple[int | None, bool]:
+    """Append the app's headers (checked) and the listener defaults it did not override.
+
+    Returns the app's content-length (None if it set none) and whether it
+    asked to close the connection. Allocates nothing but the lines.
+    """
+    content_length: int | None = None
+    close = False
+    overridden: set[bytes] | None = set() if defaults else None
     for name, value in headers:
         line, lowered, length = header_line(name, value)
         if length is not None:
-            found.content_length = length
+            content_length = length
         elif lowered == b"connection":
-            found.close = found.close or b"close" in value.lower()
+            close = close or b"close" in value.lower()
             continue  # the connection header is ours to write
         elif lowered == b"transfer-encoding":
             continue  # framing is ours to decide
-        if defaults and lowered in defaults:
+        if overridden is not None and lowered in defaults:
             overridden.add(lowered)
         lines.append(line)
-    for name, value in defaults.items():
-        if name not in overridden:
-            lines.append(b"%s: %s\r\n" % (name, value))
-    return found
+    if overridden is not None:
+        lines.extend(
+            b"%s: %s\r\n" % (name, value)
+            for name, value in defaults.items()
+            if name not in overridden
+        )
+    return content_length, close
 
 
 def _parse_length(value: bytes) -> int:
