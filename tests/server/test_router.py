@@ -75,7 +75,6 @@ def test_resolve_picks_the_longest_prefix_on_segment_boundaries(path, name, pref
 def test_no_match_without_a_root_mount(path):
     router = compile_router({"routes": {"/api": "api", "/healthz": "@health"}})
     assert router.resolve(path) is None
-    assert router.whole_port is None
 
 
 @pytest.mark.parametrize(
@@ -150,7 +149,7 @@ def test_percent_encoded_prefixes_match_decoded_paths():
 )
 def test_whole_port_is_a_fast_path(listener):
     router = compile_router(listener)
-    only = router.whole_port
+    only = router.resolve("/")
     assert only is not None
     assert only.name == "site"
     assert only.root_path == ""
@@ -161,8 +160,10 @@ def test_whole_port_is_a_fast_path(listener):
 
 def test_whole_port_builtin():
     router = compile_router({"routes": {"/": "@metrics"}})
-    assert router.whole_port is not None
-    assert router.whole_port.name == "@metrics"
+    assert type(router).resolve is not Router.resolve  # the fast path, as for apps
+    found = router.resolve("/metrics/anything")
+    assert found is not None
+    assert found.name == "@metrics"
 
 
 def test_same_app_on_two_prefixes_gets_two_endpoints():

@@ -426,14 +426,6 @@ class HostConfig(Section):
     )
 
 
-SECTION_MODELS: Mapping[str, type[Section]] = {
-    "host": HostSettings,
-    "logging": LoggingSettings,
-    "listeners": Listener,
-    "apps": AppSettings,
-}
-
-
 def validate_config(data: Mapping[str, Any], base_dir: Path) -> HostConfig:
     """Validate raw (interpolated) data; raises pydantic.ValidationError."""
     return HostConfig.model_validate(data, context={"base_dir": base_dir})

@@ -8,7 +8,7 @@ Invariants:
   computed here too, so a request only concatenates.
 - A whole-port app (a single mount at "") resolves without a loop or a string
   operation: `compile` returns a router whose `resolve` hands back its one
-  endpoint, and `whole_port` exposes it so the server may skip `resolve`.
+  endpoint.
 - Otherwise `resolve` is one short scan over the non-root mounts, longest
   prefix first (plan.py sorts them), testing `path == prefix` and
   `path.startswith(prefix + "/")` with `prefix + "/"` prebuilt; a root mount
@@ -112,11 +112,6 @@ class Router:
             return _WholePort(endpoints)
         return cls(endpoints)
 
-    @property
-    def whole_port(self) -> Endpoint | None:
-        """The only endpoint when one app serves the whole port, else None."""
-        return None
-
     def resolve(self, path: str) -> Endpoint | None:
         """The endpoint for a percent-decoded request path, or None (answer 404)."""
         for prefix, below, endpoint in self._scan:
@@ -133,10 +128,6 @@ class _WholePort(Router):
     def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
         super().__init__(endpoints)
         self._only = endpoints[0]
-
-    @property
-    def whole_port(self) -> Endpoint | None:
-        return self._only
 
     def resolve(self, path: str) -> Endpoint | None:
         return self._only
