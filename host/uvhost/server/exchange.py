@@ -44,6 +44,7 @@ EXPECTED_SEND = ("http.response.start", "http.response.body", "http.response.bod
 
 class Exchange:
     __slots__ = (
+        "allows_body",
         "body",
         "body_complete",
         "body_size",
@@ -102,6 +103,7 @@ class Exchange:
         self.headers_out: Any = ()
         self.framing: wire.Framing | None = None
         self.content_length = -1  # declared by the app; -1 when uvhost frames the body
+        self.allows_body = True  # decided with the head: no body for HEAD, 1xx, 204, 304
         self.counts_body = False
         self.sent = 0
         self.response_bytes = 0
@@ -219,12 +221,13 @@ class Exchange:
             self.keep_alive = framing.keep_alive
             declared = framing.content_length
             self.content_length = -1 if declared is None else declared
-            self.counts_body = declared is not None and wire.body_allowed(self.status, self.is_head)
+            self.allows_body = wire.body_allowed(self.status, self.is_head)
+            self.counts_body = declared is not None and self.allows_body
             self.phase = Phase.BODY
             prefix = framing.head
         else:
             framing = self.framing  # type: ignore[assignment]  # set with the first body
-        if not body or not wire.body_allowed(self.status, self.is_head):
+        if not body or not self.allows_body:
             tail = wire.LAST_CHUNK if framing.chunked and not more else b""
             return prefix + tail if prefix or tail else b""
         self.response_bytes += len(body)
