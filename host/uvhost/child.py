@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from uvhost.server.worker import Worker, WorkerStartupError
 
 logger = logging.getLogger("uvhost.worker")
 EXIT_CANNOT_START = 3
+STATS_INTERVAL = 1.0  # seconds between counter snapshots sent to the supervisor
 
 
 async def serve(channel_fd: int) -> int:
@@ -64,6 +66,7 @@ async def serve(channel_fd: int) -> int:
         await writer.drain()
         return EXIT_CANNOT_START
     writer.write(ipc.frame(ipc.Ready(pid)))
+    reporter = asyncio.ensure_future(_report_stats(writer, worker, pid))
 
     stop: asyncio.Future[int] = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, _settle, stop, ipc.GOING_AWAY)
@@ -73,7 +76,11 @@ async def serve(channel_fd: int) -> int:
     listener.cancel()
     writer.write(ipc.frame(ipc.Stopping(pid)))
     await worker.drain(code)
+    reporter.cancel()
+    _send_stats(writer, worker, pid)  # the last counts: the supervisor keeps them
     writer.close()
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
     return 0
 
 
@@ -92,6 +99,18 @@ async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int], worke
             worker.switch_access_log(message.settings.access_log)
         elif isinstance(message, ipc.ReloadCertificates):
             worker.reload_certificates(message.listeners)
+
+
+async def _report_stats(writer: asyncio.StreamWriter, worker: Worker, pid: int) -> None:
+    while True:
+        await asyncio.sleep(STATS_INTERVAL)
+        _send_stats(writer, worker, pid)
+
+
+def _send_stats(writer: asyncio.StreamWriter, worker: Worker, pid: int) -> None:
+    if not writer.is_closing():
+        routes, connections = worker.stats_sample()
+        writer.write(ipc.frame(ipc.Stats(pid, routes, connections)))
 
 
 def _ask_recycle(writer: asyncio.StreamWriter, pid: int, served: int) -> None:

@@ -90,7 +90,20 @@ class ReloadCertificates:
     listeners: tuple[str, ...]
 
 
-ToSupervisor = Ready | Failed | Stopping | Recycle
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Once a second and once more at exit: the worker's counters (see `observe.stats`).
+
+    `routes` maps (listener, route) to a sample tuple; `connections` counts the
+    open connections per listener. Plain tuples, so this module needs no observe import.
+    """
+
+    pid: int
+    routes: dict[tuple[str, str], tuple[int, ...]]
+    connections: dict[str, int]
+
+
+ToSupervisor = Ready | Failed | Stopping | Recycle | Stats
 ToWorker = Drain | ApplyLogging | ReloadCertificates
 
 

@@ -57,9 +57,11 @@ def test_reload_status_and_stop(tmp_path, launch, listener, kit):
     status = uvhost("status", "--json", "uvhost.toml", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     snapshot = json.loads(status.stdout)
-    assert snapshot["pid"] == host.pid
-    assert list(snapshot["groups"]) == ["main"]
-    assert snapshot["groups"]["main"]["workers"]
+    assert snapshot["host"]["pid"] == host.pid
+    assert snapshot["host"]["state"] == "running"
+    assert snapshot["host"]["last_reload"] is None
+    assert [group["name"] for group in snapshot["groups"]] == ["main"]
+    assert snapshot["groups"][0]["workers"]
 
     kit.save(host.config, render("two"))
     reloaded = uvhost("reload", "uvhost.toml", cwd=tmp_path)
@@ -73,6 +75,10 @@ def test_reload_status_and_stop(tmp_path, launch, listener, kit):
     assert 'uvhost.toml:8:7: error: app "mian" is not defined' in rejected.stdout
     assert "still serving the previous config" in rejected.stdout
     assert kit.who(web)["greeting"] == "two"
+    last = json.loads(uvhost("status", "--json", "uvhost.toml", cwd=tmp_path).stdout)
+    last_reload = last["host"]["last_reload"]
+    assert last_reload["ok"] is False
+    assert any('app "mian" is not defined' in error for error in last_reload["errors"])
 
     stopped = uvhost("stop", "uvhost.toml", cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr

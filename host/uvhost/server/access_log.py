@@ -37,7 +37,7 @@ class AccessLogger:
         query = scope["query_string"]
         target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
         endpoint = exchange.endpoint
-        duration_ms = (time.monotonic() - exchange.started_at) * 1000
+        duration_ms = (time.perf_counter() - exchange.started_at) * 1000
         self.logger.info(
             '%s - "%s %s HTTP/%s" %d %d %.1fms %s %s',
             f"{client[0]}:{client[1]}" if client else "-",

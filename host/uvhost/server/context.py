@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from uvhost.config.model import Listener
+from uvhost.observe.stats import RouteStats
 from uvhost.server import wire
 from uvhost.server.proxy import TrustedProxies
 from uvhost.server.router import Router
@@ -77,6 +78,8 @@ class ListenerContext:
     proxies: TrustedProxies | None = None
     drained: asyncio.Event | None = None
     budget: RequestBudget = field(default_factory=RequestBudget)
+    unrouted: RouteStats = field(default_factory=RouteStats)
+    """Requests no route answered: 404s, and faults the host answered itself (400, 408...)."""
 
     def __post_init__(self) -> None:
         listener = self.settings

@@ -17,6 +17,7 @@ import asyncio
 import enum
 from typing import TYPE_CHECKING, Any
 
+from uvhost.observe.stats import RouteStats
 from uvhost.server import wire
 from uvhost.server.asgi_types import Message, Scope
 
@@ -67,6 +68,7 @@ class Exchange:
         "scope",
         "sent",
         "started_at",
+        "stats",
         "status",
         "waiter",
     )
@@ -81,6 +83,7 @@ class Exchange:
         expect_continue: bool,
         max_body: int,
         started_at: float,
+        stats: RouteStats,
     ) -> None:
         self.protocol = protocol
         self.scope = scope
@@ -89,6 +92,7 @@ class Exchange:
         self.expect_continue = expect_continue
         self.max_body = max_body
         self.started_at = started_at
+        self.stats: RouteStats | None = stats  # None once this exchange is counted
         self.http11 = scope["http_version"] == "1.1"
         self.is_head = scope["method"] == "HEAD"
         self.phase = Phase.START
@@ -107,6 +111,13 @@ class Exchange:
         self.counts_body = False
         self.sent = 0
         self.response_bytes = 0
+
+    def record(self, status: int) -> None:
+        """Count how this exchange ended (status 0: without a complete response), once."""
+        stats = self.stats
+        if stats is not None:
+            self.stats = None
+            stats.finish(status, self.body_size, self.response_bytes, self.started_at)
 
     # ------------------------------------------------ events from the parser
 

@@ -22,13 +22,13 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from typing import Any, cast
 from urllib.parse import unquote
 
 import httptools
 
+from uvhost.observe.stats import clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import Scope
 from uvhost.server.context import ListenerContext
@@ -229,7 +229,8 @@ class HttpProtocol(asyncio.Protocol):
             keep_alive=parser.should_keep_alive() and not context.draining and not wants_upgrade,
             expect_continue=self.expect_continue and version == "1.1",
             max_body=max_body,
-            started_at=time.monotonic() if context.access_log is not None else 0.0,
+            started_at=clock(),
+            stats=endpoint.stats if endpoint is not None else context.unrouted,
         )
         self.parsing = exchange
         if self.exchange is None:
@@ -295,6 +296,7 @@ class HttpProtocol(asyncio.Protocol):
         budget.count += 1
         if budget.count == budget.limit:
             budget.spent()
+        exchange.stats.requests += 1  # type: ignore[union-attr]  # counted once it ends
         endpoint = exchange.endpoint
         app = endpoint.app if endpoint is not None else not_found
         self.loop.create_task(self._run(app, exchange))
@@ -315,6 +317,7 @@ class HttpProtocol(asyncio.Protocol):
             self._answer_app_failure(exchange)
             return
         if exchange.phase is Phase.DONE or exchange.disconnected:
+            exchange.record(0)  # unless already counted: cut short, or the client left
             return
         if exchange.phase is Phase.START:
             self.app_error(exchange, "ASGI app returned without starting a response")
@@ -325,11 +328,14 @@ class HttpProtocol(asyncio.Protocol):
     def _answer_app_failure(self, exchange: Exchange) -> None:
         """500 if nothing of the response was written yet, otherwise close."""
         if exchange.disconnected:
+            exchange.record(0)
             return
         if exchange.phase in (Phase.START, Phase.HEAD):
             exchange.phase = Phase.DONE
             self.write_now(wire.canned(500))
+            exchange.record(500)
         self.close()
+        exchange.record(0)
 
     def app_error(
         self, exchange: Exchange, message: str, error: BaseException | None = None
@@ -346,6 +352,7 @@ class HttpProtocol(asyncio.Protocol):
     def finish_response(self, exchange: Exchange, data: bytes) -> None:
         """The last bytes of a response: one write, then keep-alive, the next request or close."""
         self.write_now(data)
+        exchange.record(exchange.status)
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
         if self.deferred_reject is not None:
@@ -435,8 +442,15 @@ class HttpProtocol(asyncio.Protocol):
 
     # -------------------------------------------------- rejecting and closing
 
-    def reject(self, status: int, message: str) -> None:
+    def reject(self, status: int, message: str, answering: Exchange | None = None) -> None:
+        """A canned answer and a close; counted for `answering`, else as the host's own."""
         self.write_now(wire.canned(status, message))
+        if answering is not None and answering.stats is not None:
+            answering.record(status)
+        else:
+            unrouted = self.context.unrouted
+            unrouted.requests += 1
+            unrouted.finish(status, 0, 0, clock())
         self.close()
 
     def _reject_after_pending(self, status: int, message: str, *, force: bool = False) -> None:
@@ -454,9 +468,11 @@ class HttpProtocol(asyncio.Protocol):
                 self.close()
                 return
         if current is None or force or current.phase is Phase.DONE:
+            answering = None  # a fault of a later request, or of none: the host's own
             if current is not None and current.phase is not Phase.DONE:
+                answering = current  # forced: the canned answer replaces its response
                 current.phase = Phase.DONE
-            self.reject(status, message)
+            self.reject(status, message, answering)
         else:
             self.deferred_reject = (status, message)
 

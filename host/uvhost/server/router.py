@@ -41,6 +41,7 @@ from urllib.parse import quote
 
 from uvhost.config.model import AppSettings, Listener, WebSocketSettings
 from uvhost.config.plan import RouteTable
+from uvhost.observe.stats import RouteStats
 from uvhost.server.asgi_types import ASGIApp
 
 __all__ = ["BUILTIN_MAX_BODY_BYTES", "Endpoint", "Router"]
@@ -71,6 +72,8 @@ class Endpoint:
     """None for built-ins, which refuse WebSocket upgrades."""
     raw_proxy_prefix: bytes = field(default=b"")
     """`proxy_prefix` percent-encoded, prepended to `scope["raw_path"]`."""
+    stats: RouteStats = field(default_factory=RouteStats, compare=False)
+    """This mount's counters in this worker (one per endpoint, so counting needs no lookup)."""
 
 
 class Router:

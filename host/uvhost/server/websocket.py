@@ -36,6 +36,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from uvhost.config.model import WebSocketSettings
+from uvhost.observe.stats import clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import Message, Scope
 from uvhost.server.context import ListenerContext
@@ -102,6 +103,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.disconnect_reason = ""
         self.drain_code: int | None = None
         self.task: asyncio.Task[None] | None = None
+        self.started_at = clock()
+        self.counted = False  # the handshake's answer is counted once, as one request
+        self.counted_open = False
 
     # ----------------------------------------------------------- handshake
 
@@ -115,6 +119,7 @@ class WebSocketProtocol(asyncio.Protocol):
         """Take over a connection whose HTTP head asked for an upgrade."""
         self.transport = transport
         self.context.connections.add(self)
+        self.endpoint.stats.requests += 1
         head = Request(
             raw_target,
             Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]),
@@ -134,7 +139,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 # (the library answers 400).
                 response = self.ws.reject(426, "Unsupported WebSocket version; use 13.\n")
                 response.headers["Sec-WebSocket-Version"] = "13"
-            self.ws.send_response(response)  # 400/426; the app is not called
+            self._respond(response)  # 400/426; the app is not called
             self.phase = Phase.CLOSED
             self._flush()
             self.close()
@@ -169,7 +174,7 @@ class WebSocketProtocol(asyncio.Protocol):
             if self.denial_status:  # part of a denial already decided; nothing valid to add
                 self.close()
                 return
-            self.ws.send_response(self.ws.reject(500, "Internal Server Error\n"))
+            self._respond(self.ws.reject(500, "Internal Server Error\n"))
             self._flush()
             self.close()
         elif self.phase is Phase.OPEN:
@@ -254,7 +259,7 @@ class WebSocketProtocol(asyncio.Protocol):
         for name, value in message.get("headers") or ():
             wire.header_line(name, value)  # raises on CR, LF, NUL or a bad name
             headers[name.decode("latin-1")] = value.decode("latin-1")
-        self.ws.send_response(response)
+        self._respond(response)
         self.phase = Phase.OPEN
         self._flush()
         self._schedule_ping()
@@ -263,7 +268,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _deny_403(self) -> None:
         self.phase = Phase.CLOSED
-        self.ws.send_response(self.ws.reject(403, "Forbidden\n"))
+        self._respond(self.ws.reject(403, "Forbidden\n"))
         self._flush()
         self.close()
 
@@ -285,7 +290,7 @@ class WebSocketProtocol(asyncio.Protocol):
         status = self.denial_status
         reason = wire.status_line(status).decode("latin-1").split(" ", 2)[2].strip()
         self.phase = Phase.CLOSED
-        self.ws.send_response(Response(status, reason, headers, body))
+        self._respond(Response(status, reason, headers, body))
         self._flush()
         self.close()
 
@@ -388,6 +393,22 @@ class WebSocketProtocol(asyncio.Protocol):
             # the TCP connection is closed anyway.
             self.close_timer = self.loop.call_later(self.settings.ping_timeout, self.close)
 
+    def _respond(self, response: Response) -> None:
+        """Send the handshake's answer (101 or a refusal) and count it."""
+        self.ws.send_response(response)
+        self._count(response.status_code)
+
+    def _count(self, status: int) -> None:
+        if self.counted:
+            return
+        self.counted = True
+        stats = self.endpoint.stats
+        stats.finish(status, 0, 0, self.started_at)
+        if status == 101:
+            stats.websockets += 1
+            stats.websockets_open += 1
+            self.counted_open = True
+
     def _closed(self, code: int, reason: str = "") -> None:
         """The connection is over for the app: the first code seen is what it is told."""
         if self.disconnect_code is None:
@@ -399,6 +420,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.forget(self)
+        self._count(0)  # gone before the handshake was answered
+        if self.counted_open:
+            self.counted_open = False
+            self.endpoint.stats.websockets_open -= 1
         self.ws.receive_eof()
         rcvd = self.ws.close_rcvd
         self._closed(*((rcvd.code, rcvd.reason) if rcvd is not None else (ABNORMAL, "")))

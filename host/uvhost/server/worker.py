@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uvhost.config.plan import Plan, WorkerGroup
+from uvhost.observe import stats
+from uvhost.observe.stats import Key, Sample
 from uvhost.server.access_log import AccessLogger
 from uvhost.server.apps import AppLoadError, load_app
 from uvhost.server.asgi_types import ASGIApp
@@ -128,6 +130,24 @@ class Worker:
             backlog=settings.backlog,
         )
         self.servers.append(server)
+
+    def stats_sample(self) -> tuple[dict[Key, Sample], dict[str, int]]:
+        """Counters per (listener, route) and open connections per listener, right now.
+
+        Two mounts of one app on a listener share its key: their counts add up.
+        """
+        routes: dict[Key, Sample] = {}
+        connections: dict[str, int] = {}
+        for context in self.contexts:
+            name = context.name
+            connections[name] = connections.get(name, 0) + len(context.connections)
+            counted = [("", context.unrouted)]
+            counted += [(endpoint.name, endpoint.stats) for endpoint in context.router.endpoints]
+            for route, route_stats in counted:
+                key = (name, route)
+                sample = route_stats.sample()
+                routes[key] = stats.add(routes[key], sample) if key in routes else sample
+        return routes, connections
 
     def switch_access_log(self, on: bool) -> None:
         """Live: the access log on or off for every listener, without a restart."""

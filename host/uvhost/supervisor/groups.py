@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from uvhost import ipc
 from uvhost.config.plan import Plan
+from uvhost.observe.stats import StatsBook
 from uvhost.supervisor.process import WorkerProcess, WorkerStartError
 from uvhost.supervisor.tasks import background
 
@@ -45,6 +46,7 @@ class GroupRunner:
     failures: int = 0
     failed: str | None = None  # why the group gave up restarting, if it did
     stopping: bool = False
+    book: StatsBook = field(default_factory=StatsBook)  # the host's, shared by every group
 
     async def prepare(
         self, plan: Plan, sockets: Mapping[str, socket.socket]
@@ -60,7 +62,7 @@ class GroupRunner:
         try:
             for index in range(group.workers):
                 spec = ipc.WorkerSpec(plan, self.name, generation, index)
-                fresh.append(await WorkerProcess.spawn(spec, sockets))
+                fresh.append(await WorkerProcess.spawn(spec, sockets, self.book))
             await asyncio.gather(*(worker.wait_ready(timeout) for worker in fresh))
         except (WorkerStartError, OSError) as error:
             await discard(fresh)
@@ -113,7 +115,7 @@ class GroupRunner:
         ):
             return
         try:
-            fresh = await WorkerProcess.spawn(old.spec, self.sockets)
+            fresh = await WorkerProcess.spawn(old.spec, self.sockets, self.book)
         except OSError as error:
             logger.error('recycling worker %d of group "%s" failed: %s', old.pid, self.name, error)
             return
@@ -155,7 +157,7 @@ class GroupRunner:
             if self.stopping or dead not in self.workers:
                 return
             try:
-                worker = await WorkerProcess.spawn(dead.spec, self.sockets)
+                worker = await WorkerProcess.spawn(dead.spec, self.sockets, self.book)
                 await worker.wait_ready(self.plan.config.host.startup_timeout)
             except (WorkerStartError, OSError) as error:
                 self.failures += 1

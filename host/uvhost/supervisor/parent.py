@@ -22,12 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uvhost import ipc
+from uvhost import __version__, ipc
 from uvhost.config.diff import ChangeKind, PlanDiff, diff
 from uvhost.config.errors import render
 from uvhost.config.load import LoadResult, load_config
 from uvhost.config.plan import Plan
 from uvhost.observe.logs import configure
+from uvhost.observe.stats import StatsBook
+from uvhost.observe.status import (
+    GroupFacts,
+    HostFacts,
+    ListenerFacts,
+    ReloadStatus,
+    Status,
+    WorkerFacts,
+    build,
+)
 from uvhost.supervisor import control, pidfile, systemd
 from uvhost.supervisor.devreload import CodeWatch
 from uvhost.supervisor.groups import GroupRunner, discard
@@ -38,6 +48,7 @@ from uvhost.supervisor.watch import fingerprint, watch_files
 
 logger = logging.getLogger("uvhost")
 EXIT_OK, EXIT_CANNOT_START = 0, 3
+STATS_TICK = 1.0
 
 
 class Event(enum.Enum):
@@ -72,6 +83,10 @@ class Supervisor:
         self.stops = 0
         self.reload_waiters: list[asyncio.Future[ReloadOutcome]] = []
         self.control_path: Path | None = None
+        self.book = StatsBook()
+        self.started = time.time()
+        self.state = "starting"
+        self.last_reload: ReloadStatus | None = None
         # What the watcher compares against: each watched file as the last load read it.
         self.loaded = {**fingerprint(watched or (path.resolve(),)), **plan.file_digests}
 
@@ -88,7 +103,9 @@ class Supervisor:
             return EXIT_CANNOT_START
         control_server = await self._serve_control()  # up before "ready" is announced
         self._log_listening()
+        self.state = "running"
         systemd.ready()
+        ticker = self._tick_stats()
         watcher = self._watch() if self.plan.config.host.watch else None
         coder = self._watch_code()
         while (event := await self.events.get()) is not Event.STOP:
@@ -96,7 +113,8 @@ class Supervisor:
                 await self._reload_code()
             else:
                 await self.reload()
-        for task in (watcher, coder):
+        self.state = "stopping"
+        for task in (watcher, coder, ticker):
             if task is not None:
                 task.cancel()
         for waiting in self.reload_waiters:
@@ -136,23 +154,53 @@ class Supervisor:
         if command == "stop":
             self.request_stop()
             return {"ok": True, "message": "stopping: draining in-flight requests"}
-        return {"ok": True, **self.status()}
+        return dict(self.status())
 
-    def status(self) -> dict[str, Any]:
-        """A plain snapshot for `uvhost status` (the observe work adds rates and latencies)."""
-        return {
-            "pid": os.getpid(),
-            "config": str(self.path),
-            "listeners": {bound.name: bound.describe() for bound in self.sockets},
-            "groups": {
-                name: {
-                    "generation": runner.generation,
-                    "workers": runner.pids(),
-                    "failed": runner.failed,
-                }
+    def status(self) -> Status:
+        """The snapshot `uvhost status`, the dashboard and @metrics show."""
+        return build(self.facts(), self.book)
+
+    def facts(self) -> HostFacts:
+        listeners = self.plan.config.listeners
+        apps = {group.name: group.apps for group in self.plan.groups}
+        return HostFacts(
+            pid=os.getpid(),
+            version=__version__,
+            config=str(self.path.resolve()),
+            started=self.started,
+            state=self.state,
+            last_reload=self.last_reload,
+            listeners=[
+                ListenerFacts(bound.name, bound.describe(), listeners[bound.name].tls is not None)
+                for bound in self.sockets
+                if bound.name in listeners
+            ],
+            groups=[
+                GroupFacts(
+                    name,
+                    runner.generation,
+                    tuple(runner.pids()),
+                    runner.failed,
+                    apps.get(name, ()),
+                )
                 for name, runner in self.groups.items()
-            },
-        }
+            ],
+            workers=[
+                WorkerFacts(worker.pid, name, worker.spec.generation, worker.state, worker.started)
+                for name, runner in self.groups.items()
+                for worker in [*runner.workers, *runner.retiring]
+            ],
+        )
+
+    def _tick_stats(self) -> asyncio.Task[None]:
+        """Once a second, record the host totals: rates are differences between ticks."""
+
+        async def loop() -> None:
+            while True:
+                self.book.tick()
+                await asyncio.sleep(STATS_TICK)
+
+        return background(loop())
 
     def _on_stop_signal(self) -> None:
         self.stops += 1
@@ -193,7 +241,7 @@ class Supervisor:
 
     async def _start_groups(self, plan: Plan, names: list[str]) -> None:
         """New generations of the named groups: all ready before any takes over, or none."""
-        runners = [self.groups.get(name) or GroupRunner(name) for name in names]
+        runners = [self.groups.get(name) or GroupRunner(name, book=self.book) for name in names]
         sockets = self.sockets.by_name()
         outcomes = await asyncio.gather(
             *(runner.prepare(plan, sockets) for runner in runners), return_exceptions=True
@@ -224,10 +272,18 @@ class Supervisor:
     async def reload(self) -> ReloadOutcome:
         """One reload, framed for systemd (RELOADING=1 ... READY=1, applied or not)."""
         systemd.reloading()
+        self.state = "reloading"
         try:
             outcome = await self._reload()
         finally:
+            self.state = "running"
             systemd.ready()
+        self.last_reload = {
+            "at": time.time(),
+            "ok": outcome.ok,
+            "message": outcome.message,
+            "errors": list(outcome.errors),
+        }
         (logger.info if outcome.ok else logger.error)("%s", outcome.message)
         for waiting in self.reload_waiters:
             if not waiting.done():

@@ -17,10 +17,12 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from uvhost import ipc
+from uvhost.observe.stats import StatsBook
 from uvhost.supervisor.tasks import background
 
 logger = logging.getLogger("uvhost.supervisor")
@@ -42,6 +44,8 @@ class WorkerProcess:
     )
     draining: bool = False
     recycle: asyncio.Event = field(default_factory=asyncio.Event)  # it asked (max_requests)
+    book: StatsBook | None = None  # where its counters go
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:
@@ -49,7 +53,10 @@ class WorkerProcess:
 
     @classmethod
     async def spawn(
-        cls, spec: ipc.WorkerSpec, sockets: Mapping[str, socket.socket]
+        cls,
+        spec: ipc.WorkerSpec,
+        sockets: Mapping[str, socket.socket],
+        book: StatsBook | None = None,
     ) -> WorkerProcess:
         ours, theirs = socket.socketpair()
         fds = {name: sockets[name].fileno() for name in spec.plan.group(spec.group).listeners}
@@ -63,7 +70,7 @@ class WorkerProcess:
         finally:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
-        worker = cls(spec, process, reader, writer)
+        worker = cls(spec, process, reader, writer, book=book)
         writer.write(ipc.frame(ipc.Hello(spec, fds)))
         background(worker._listen())
         return worker
@@ -74,8 +81,13 @@ class WorkerProcess:
                 message = await ipc.read_message(self.reader)
             except EOFError:
                 self._settle(WorkerStartError(f"worker {self.pid} exited before it was ready"))
+                if self.book is not None:
+                    self.book.retire(self.pid)
                 return
-            if isinstance(message, ipc.Ready):
+            if isinstance(message, ipc.Stats):
+                if self.book is not None:
+                    self.book.update(self.pid, message.routes, message.connections)
+            elif isinstance(message, ipc.Ready):
                 self._settle(None)
             elif isinstance(message, ipc.Failed):
                 self._settle(WorkerStartError(message.reason))
@@ -103,6 +115,12 @@ class WorkerProcess:
     def send(self, message: ipc.ToWorker) -> None:
         if not self.writer.is_closing():
             self.writer.write(ipc.frame(message))
+
+    @property
+    def state(self) -> str:
+        if self.draining:
+            return "draining"
+        return "ready" if self.ready.done() and self.ready.exception() is None else "starting"
 
     def drain(self, code: int = ipc.GOING_AWAY) -> None:
         self.draining = True
