@@ -4,15 +4,22 @@ Invariants:
 - One place configures logging; it can be called again with a new
   `LoggingSettings` (live reload) and replaces what it installed before,
   never adding a second handler.
-- "json" writes one object per line with time, level, logger and message,
-  plus the structured fields an access line carries; "auto" uses rich on a
+- "json" writes one object per line with time, level, logger, message and
+  the pid of the process that logged it (a worker's, for access lines), plus
+  the structured fields an access line carries; "auto" uses rich on a
   terminal and plain text otherwise.
+- The log file is reopened on request (`reopen`, on SIGUSR1), in place: the
+  same handler objects point at a fresh file at the configured path, so a
+  logrotate rename loses no line and duplicates none. Each process holds its
+  own file handle, so every process that logs must reopen (the supervisor
+  and each worker).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -31,6 +38,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process if record.process is not None else os.getpid(),
         }
         for key in ACCESS_FIELDS:
             if key in record.__dict__:
@@ -38,6 +46,47 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class ReopeningFileHandler(logging.FileHandler):
+    """A FileHandler that can switch to a new file at its path, for log rotation.
+
+    The new file is opened before the old one is let go: if it cannot be
+    opened (a missing folder, a permission), logging carries on into the old,
+    renamed file rather than into nothing.
+    """
+
+    def reopen(self) -> None:
+        fresh = self._open()
+        self.acquire()
+        try:
+            old, self.stream = self.stream, fresh
+            if old is not None:
+                old.flush()
+                old.close()
+        finally:
+            self.release()
+
+
+def reopen() -> int:
+    """Reopen the configured log file (logrotate moved it away); returns the files reopened.
+
+    A file that cannot be reopened is reported on the "uvhost" logger and
+    keeps receiving lines at its old place.
+    """
+    reopened = 0
+    for handler in _INSTALLED:
+        if not isinstance(handler, ReopeningFileHandler):
+            continue
+        try:
+            handler.reopen()
+        except OSError as error:
+            logging.getLogger("uvhost").error(
+                "cannot reopen the log file %s: %s", handler.baseFilename, error.strerror or error
+            )
+        else:
+            reopened += 1
+    return reopened
 
 
 PLAIN = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -64,7 +113,7 @@ def configure(settings: LoggingSettings, stream: TextIO | None = None) -> None:
         handler.setFormatter(PLAIN)
     handlers: list[logging.Handler] = [handler]
     if settings.file is not None:
-        file_handler = logging.FileHandler(settings.file, encoding="utf-8")
+        file_handler = ReopeningFileHandler(settings.file, encoding="utf-8")
         file_handler.setFormatter(JsonFormatter() if settings.format == "json" else PLAIN)
         handlers.append(file_handler)
     for installed in handlers:

@@ -3,9 +3,14 @@
 Invariants:
 - Called only when `logging.access_log` is on; with it off, the request path
   makes no logging call and builds no string.
-- Request data is escaped before it is logged (control characters, quotes
-  and backslashes as \\xNN escapes), so a path holding CR LF or an ANSI escape
-  cannot forge a log line or repaint a terminal.
+- Request data is escaped before it is logged (C0 and C1 control
+  characters, quotes and backslashes as \\xNN escapes; the Unicode line
+  separators and bidirectional overrides as \\uNNNN), so a path holding CR LF
+  or an ANSI escape cannot forge a log line, repaint a terminal or reorder
+  what a reader sees. The JSON `path` field holds the same escaped text as
+  the plain line, so both formats show a request the same way.
+- The worker's pid is not passed here: every record carries its process id,
+  and the JSON formatter writes it as `pid`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from uvhost.server.exchange import Exchange
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\\u2028\u2029\u202a-\u202e\u2066-\u2069]')
 
 
 def escape(text: str) -> str:
-    return _UNSAFE.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class AccessLogger:
@@ -35,14 +45,14 @@ class AccessLogger:
         scope = exchange.scope
         client = scope["client"]
         query = scope["query_string"]
-        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        target = escape(scope["path"] + ("?" + query.decode("latin-1") if query else ""))
         endpoint = exchange.endpoint
         duration_ms = (time.perf_counter() - exchange.started_at) * 1000
         self.logger.info(
             '%s - "%s %s HTTP/%s" %d %d %.1fms %s %s',
             f"{client[0]}:{client[1]}" if client else "-",
             scope["method"],
-            escape(target),
+            target,
             scope["http_version"],
             exchange.status,
             exchange.response_bytes,
@@ -52,7 +62,7 @@ class AccessLogger:
             extra={
                 "client": client[0] if client else None,
                 "method": scope["method"],
-                "path": escape(target),
+                "path": target,
                 "status": exchange.status,
                 "bytes": exchange.response_bytes,
                 "duration_ms": round(duration_ms, 3),
