@@ -48,11 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     for name, about in (
         ("reload", "apply the config file to a running host now, and report the result"),
         ("stop", "drain a running host and stop it"),
-        ("status", "show a running host's listeners, groups and workers"),
+        ("status", "show a running host's dashboard once: listeners, apps, workers, rates"),
     ):
         control_parser = commands.add_parser(name, help=about)
         _add_file(control_parser)
         control_parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    top_parser = commands.add_parser(
+        "top", help="watch a running host live: listeners, apps, workers, rates, latencies"
+    )
+    _add_file(top_parser)
+    top_parser.add_argument(
+        "--interval",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to ask the host for a new snapshot (default: %(default)gs)",
+    )
 
     config_parser = commands.add_parser(
         "config", help="print the resolved config: defaults filled, variables expanded"
@@ -84,6 +96,17 @@ def _add_file(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse turns the ValueError into a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text}: give seconds between 0.05 and 3600")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
@@ -96,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from uvhost.commands.control import control  # noqa: PLC0415 - only these need it
 
         return control(args.file, args.command, as_json=args.json, out=sys.stdout, err=sys.stderr)
+    if args.command == "top":
+        from uvhost.commands.top import top  # noqa: PLC0415 - only top needs Live
+
+        return top(args.file, interval=args.interval, out=sys.stdout, err=sys.stderr)
     if args.command == "config":
         return show_config(args.file, out=sys.stdout, err=sys.stderr)
     if args.command == "schema":

@@ -62,7 +62,7 @@ class Dashboard:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         wide = options.max_width >= WIDE
         status = self.status
-        yield _host(status["host"], status["totals"], status["window_seconds"], wide=wide)
+        yield _host(status["host"], status["totals"], wide=wide)
         sections: list[RenderableType] = []
         if status["listeners"]:
             sections.append(_listeners(status, wide=wide))
@@ -80,7 +80,7 @@ class Dashboard:
 # -------------------------------------------------------------------- sections
 
 
-def _host(host: HostStatus, totals: Traffic, window: float, *, wide: bool) -> Panel:
+def _host(host: HostStatus, totals: Traffic, *, wide: bool) -> Panel:
     state = Text(host["state"], style=STATE_STYLES.get(host["state"], ""))
     dot = ("  ·  " if wide else " · ", "dim")
     lines: list[Text] = [
@@ -106,7 +106,6 @@ def _host(host: HostStatus, totals: Traffic, window: float, *, wide: bool) -> Pa
             f"p99 {millis(totals['p99_ms'])} ms",
             dot,
             f"{percent(totals['error_rate'])} errors",
-            (f"  (last {duration(window)})" if wide and window else "", "dim"),
         ),
     ]
     return Panel(
