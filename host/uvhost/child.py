@@ -27,7 +27,7 @@ import sys
 import uvloop
 
 from uvhost import ipc
-from uvhost.observe.builtins import Health, MetricsUnavailable
+from uvhost.observe.builtins import Health, HealthState, Metrics, MetricsUnavailableError
 from uvhost.observe.logs import configure
 from uvhost.server.asgi_types import ASGIApp
 from uvhost.server.context import RequestBudget, recycle_threshold
@@ -48,10 +48,10 @@ async def serve(channel_fd: int) -> int:
     configure(spec.plan.config.logging)
     sockets = {name: socket.socket(fileno=fd) for name, fd in hello.fds.items()}
     pid = os.getpid()
-    draining = False
+    link = SupervisorLink(writer)
     builtins: dict[str, ASGIApp] = {
-        "@health": Health(lambda: not draining),
-        "@metrics": MetricsUnavailable(),
+        "@health": Health(link.health),
+        "@metrics": Metrics(link.fetch_metrics),
     }
     host = spec.plan.config.host
     budget = RequestBudget(recycle_threshold(host.max_requests, host.max_requests_jitter))
@@ -70,10 +70,11 @@ async def serve(channel_fd: int) -> int:
 
     stop: asyncio.Future[int] = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, _settle, stop, ipc.GOING_AWAY)
-    listener = asyncio.ensure_future(_listen(reader, stop, worker))
+    listener = asyncio.ensure_future(_listen(reader, stop, worker, link))
     code = await stop
-    draining = True
+    link.draining = True
     listener.cancel()
+    link.give_up("the worker is stopping")
     writer.write(ipc.frame(ipc.Stopping(pid)))
     await worker.drain(code)
     reporter.cancel()
@@ -84,11 +85,57 @@ async def serve(channel_fd: int) -> int:
     return 0
 
 
-async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int], worker: Worker) -> None:
+class SupervisorLink:
+    """The worker's side of the pipe for built-ins: readiness, and metrics on request."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.host_ready = False
+        self.draining = False
+        self.waiting: dict[int, asyncio.Future[str]] = {}
+        self.next_id = 0
+
+    def health(self) -> HealthState:
+        if self.draining:
+            return "draining"
+        return "ready" if self.host_ready else "starting"
+
+    async def fetch_metrics(self) -> str:
+        if self.writer.is_closing():
+            raise MetricsUnavailableError("the worker lost its supervisor")
+        self.next_id += 1
+        request_id = self.next_id
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting[request_id] = answer
+        self.writer.write(ipc.frame(ipc.MetricsRequest(request_id)))
+        try:
+            return await answer
+        finally:
+            self.waiting.pop(request_id, None)
+
+    def answered(self, reply: ipc.MetricsReply) -> None:
+        answer = self.waiting.get(reply.id)
+        if answer is None or answer.done():
+            return  # the scrape timed out meanwhile
+        if reply.text is None:
+            answer.set_exception(MetricsUnavailableError(reply.error))
+        else:
+            answer.set_result(reply.text)
+
+    def give_up(self, reason: str) -> None:
+        for answer in self.waiting.values():
+            if not answer.done():
+                answer.set_exception(MetricsUnavailableError(reason))
+
+
+async def _listen(
+    reader: asyncio.StreamReader, stop: asyncio.Future[int], worker: Worker, link: SupervisorLink
+) -> None:
     while True:
         try:
             message = await ipc.read_message(reader)
         except EOFError:
+            link.give_up("the supervisor is gone")
             _settle(stop, ipc.GOING_AWAY)  # the supervisor is gone: leave cleanly
             return
         if isinstance(message, ipc.Drain):
@@ -99,6 +146,10 @@ async def _listen(reader: asyncio.StreamReader, stop: asyncio.Future[int], worke
             worker.switch_access_log(message.settings.access_log)
         elif isinstance(message, ipc.ReloadCertificates):
             worker.reload_certificates(message.listeners)
+        elif isinstance(message, ipc.MetricsReply):
+            link.answered(message)
+        elif isinstance(message, ipc.HostReady):
+            link.host_ready = True
 
 
 async def _report_stats(writer: asyncio.StreamWriter, worker: Worker, pid: int) -> None:

@@ -103,8 +103,31 @@ class Stats:
     connections: dict[str, int]
 
 
-ToSupervisor = Ready | Failed | Stopping | Recycle | Stats
-ToWorker = Drain | ApplyLogging | ReloadCertificates
+@dataclass(frozen=True, slots=True)
+class MetricsRequest:
+    """A scrape of `@metrics` reached this worker: it asks for the host's merged text."""
+
+    id: int
+
+
+ToSupervisor = Ready | Failed | Stopping | Recycle | Stats | MetricsRequest
+
+
+@dataclass(frozen=True, slots=True)
+class HostReady:
+    """The host has started (every group ready): `@health` readiness may answer 200."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsReply:
+    """The answer to `MetricsRequest(id)`: the Prometheus text, or why there is none."""
+
+    id: int
+    text: str | None
+    error: str = ""
+
+
+ToWorker = Drain | ApplyLogging | ReloadCertificates | HostReady | MetricsReply
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ async def _lifespan(receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            await asyncio.sleep(float(os.environ.get("STARTUP_DELAY", "0")))
             reason = os.environ.get("FAIL_STARTUP")
             if reason:
                 await send({"type": "lifespan.startup.failed", "message": reason})

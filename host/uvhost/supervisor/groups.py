@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 from uvhost import ipc
 from uvhost.config.plan import Plan
-from uvhost.observe.stats import StatsBook
-from uvhost.supervisor.process import WorkerProcess, WorkerStartError
+from uvhost.supervisor.process import HostServices, WorkerProcess, WorkerStartError
 from uvhost.supervisor.tasks import background
 
 logger = logging.getLogger("uvhost.supervisor")
@@ -46,7 +45,8 @@ class GroupRunner:
     failures: int = 0
     failed: str | None = None  # why the group gave up restarting, if it did
     stopping: bool = False
-    book: StatsBook = field(default_factory=StatsBook)  # the host's, shared by every group
+    services: HostServices = field(default_factory=HostServices)  # the host's, shared
+    host_ready: bool = False  # the host has started: workers that take over are told so
 
     async def prepare(
         self, plan: Plan, sockets: Mapping[str, socket.socket]
@@ -62,7 +62,7 @@ class GroupRunner:
         try:
             for index in range(group.workers):
                 spec = ipc.WorkerSpec(plan, self.name, generation, index)
-                fresh.append(await WorkerProcess.spawn(spec, sockets, self.book))
+                fresh.append(await WorkerProcess.spawn(spec, sockets, self.services))
             await asyncio.gather(*(worker.wait_ready(timeout) for worker in fresh))
         except (WorkerStartError, OSError) as error:
             await discard(fresh)
@@ -95,6 +95,8 @@ class GroupRunner:
 
     def _follow(self, worker: WorkerProcess) -> None:
         """`worker` now serves in this group: replace it if it exits or asks to be recycled."""
+        if self.host_ready:
+            worker.send(ipc.HostReady())
         background(self._watch(worker))
         background(self._recycle(worker))
 
@@ -115,7 +117,7 @@ class GroupRunner:
         ):
             return
         try:
-            fresh = await WorkerProcess.spawn(old.spec, self.sockets, self.book)
+            fresh = await WorkerProcess.spawn(old.spec, self.sockets, self.services)
         except OSError as error:
             logger.error('recycling worker %d of group "%s" failed: %s', old.pid, self.name, error)
             return
@@ -157,7 +159,7 @@ class GroupRunner:
             if self.stopping or dead not in self.workers:
                 return
             try:
-                worker = await WorkerProcess.spawn(dead.spec, self.sockets, self.book)
+                worker = await WorkerProcess.spawn(dead.spec, self.sockets, self.services)
                 await worker.wait_ready(self.plan.config.host.startup_timeout)
             except (WorkerStartError, OSError) as error:
                 self.failures += 1
@@ -172,6 +174,11 @@ class GroupRunner:
             self._follow(worker)
             logger.info('worker %d replaces %d in group "%s"', worker.pid, dead.pid, self.name)
             return
+
+    def announce_ready(self) -> None:
+        """The host finished starting: this group's workers (and later ones) may say so."""
+        self.host_ready = True
+        self.broadcast(ipc.HostReady())
 
     def broadcast(self, message: ipc.ToWorker) -> None:
         for worker in self.workers:

@@ -28,7 +28,7 @@ from uvhost.config.errors import render
 from uvhost.config.load import LoadResult, load_config
 from uvhost.config.plan import Plan
 from uvhost.observe.logs import configure
-from uvhost.observe.stats import StatsBook
+from uvhost.observe.metrics import from_book
 from uvhost.observe.status import (
     GroupFacts,
     HostFacts,
@@ -41,7 +41,7 @@ from uvhost.observe.status import (
 from uvhost.supervisor import control, pidfile, systemd
 from uvhost.supervisor.devreload import CodeWatch
 from uvhost.supervisor.groups import GroupRunner, discard
-from uvhost.supervisor.process import WorkerStartError
+from uvhost.supervisor.process import HostServices, WorkerStartError
 from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, bind
 from uvhost.supervisor.tasks import background
 from uvhost.supervisor.watch import fingerprint, watch_files
@@ -83,7 +83,9 @@ class Supervisor:
         self.stops = 0
         self.reload_waiters: list[asyncio.Future[ReloadOutcome]] = []
         self.control_path: Path | None = None
-        self.book = StatsBook()
+        self.services = HostServices(metrics=self.metrics)
+        self.book = self.services.book
+        self.reloads = {"ok": 0, "failed": 0}
         self.started = time.time()
         self.state = "starting"
         self.last_reload: ReloadStatus | None = None
@@ -104,6 +106,8 @@ class Supervisor:
         control_server = await self._serve_control()  # up before "ready" is announced
         self._log_listening()
         self.state = "running"
+        for runner in self.groups.values():
+            runner.announce_ready()
         systemd.ready()
         ticker = self._tick_stats()
         watcher = self._watch() if self.plan.config.host.watch else None
@@ -159,6 +163,10 @@ class Supervisor:
     def status(self) -> Status:
         """The snapshot `uvhost status`, the dashboard and @metrics show."""
         return build(self.facts(), self.book)
+
+    def metrics(self) -> str:
+        """The Prometheus text a worker serves for `@metrics`."""
+        return from_book(self.facts(), self.book, reloads=self.reloads)
 
     def facts(self) -> HostFacts:
         listeners = self.plan.config.listeners
@@ -241,7 +249,11 @@ class Supervisor:
 
     async def _start_groups(self, plan: Plan, names: list[str]) -> None:
         """New generations of the named groups: all ready before any takes over, or none."""
-        runners = [self.groups.get(name) or GroupRunner(name, book=self.book) for name in names]
+        runners = [
+            self.groups.get(name)
+            or GroupRunner(name, services=self.services, host_ready=self.state != "starting")
+            for name in names
+        ]
         sockets = self.sockets.by_name()
         outcomes = await asyncio.gather(
             *(runner.prepare(plan, sockets) for runner in runners), return_exceptions=True
@@ -278,6 +290,7 @@ class Supervisor:
         finally:
             self.state = "running"
             systemd.ready()
+        self.reloads["ok" if outcome.ok else "failed"] += 1
         self.last_reload = {
             "at": time.time(),
             "ok": outcome.ok,

@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from uvhost import ipc
@@ -34,6 +34,23 @@ class WorkerStartError(Exception):
 
 
 @dataclass(eq=False)
+class HostServices:
+    """What the supervisor offers every worker: a book for its counters, the host's metrics."""
+
+    book: StatsBook = field(default_factory=StatsBook)
+    metrics: Callable[[], str] | None = None  # the host's Prometheus text, when it can tell
+
+    def answer_metrics(self, request: ipc.MetricsRequest) -> ipc.MetricsReply:
+        if self.metrics is None:
+            return ipc.MetricsReply(request.id, None, "the host is not serving metrics yet")
+        try:
+            return ipc.MetricsReply(request.id, self.metrics())
+        except Exception:  # a bug in the exposition: the scrape gets a 503, we keep the trace
+            logger.exception("building the metrics failed")
+            return ipc.MetricsReply(request.id, None, "building them failed (see the host's log)")
+
+
+@dataclass(eq=False)
 class WorkerProcess:
     spec: ipc.WorkerSpec
     process: asyncio.subprocess.Process
@@ -44,7 +61,7 @@ class WorkerProcess:
     )
     draining: bool = False
     recycle: asyncio.Event = field(default_factory=asyncio.Event)  # it asked (max_requests)
-    book: StatsBook | None = None  # where its counters go
+    services: HostServices = field(default_factory=HostServices)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -56,7 +73,7 @@ class WorkerProcess:
         cls,
         spec: ipc.WorkerSpec,
         sockets: Mapping[str, socket.socket],
-        book: StatsBook | None = None,
+        services: HostServices | None = None,
     ) -> WorkerProcess:
         ours, theirs = socket.socketpair()
         fds = {name: sockets[name].fileno() for name in spec.plan.group(spec.group).listeners}
@@ -70,7 +87,7 @@ class WorkerProcess:
         finally:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
-        worker = cls(spec, process, reader, writer, book=book)
+        worker = cls(spec, process, reader, writer, services=services or HostServices())
         writer.write(ipc.frame(ipc.Hello(spec, fds)))
         background(worker._listen())
         return worker
@@ -81,12 +98,12 @@ class WorkerProcess:
                 message = await ipc.read_message(self.reader)
             except EOFError:
                 self._settle(WorkerStartError(f"worker {self.pid} exited before it was ready"))
-                if self.book is not None:
-                    self.book.retire(self.pid)
+                self.services.book.retire(self.pid)
                 return
             if isinstance(message, ipc.Stats):
-                if self.book is not None:
-                    self.book.update(self.pid, message.routes, message.connections)
+                self.services.book.update(self.pid, message.routes, message.connections)
+            elif isinstance(message, ipc.MetricsRequest):
+                self.send(self.services.answer_metrics(message))
             elif isinstance(message, ipc.Ready):
                 self._settle(None)
             elif isinstance(message, ipc.Failed):
