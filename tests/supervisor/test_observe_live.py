@@ -101,23 +101,16 @@ def test_metrics_scrape_has_the_host_totals(tmp_path, launch, listener, kit):
 
     families = kit.wait_until(settled, "the scrape counting every request", timeout=10)
     labels = {"listener": "web", "app": "main"}
-    assert (
-        value(families, "uvhost_responses", "uvhost_responses_total", **labels, **{"class": "2xx"})
-        == 41
-    )
-    assert (
-        value(families, "uvhost_responses", "uvhost_responses_total", **labels, **{"class": "5xx"})
-        == 0
-    )
+    responses = "uvhost_responses"
+    assert value(families, responses, responses + "_total", **labels, **{"class": "2xx"}) == 41
+    assert value(families, responses, responses + "_total", **labels, **{"class": "5xx"}) == 0
     assert value(families, "uvhost_request_bytes", "uvhost_request_bytes_total", **labels) == 5
     latency = "uvhost_request_duration_seconds"
     assert value(families, latency, latency + "_count", **labels) == 41
     assert value(families, latency, latency + "_bucket", **labels, le="+Inf") == 41
-    workers = [s for s in families["uvhost_workers"].samples if s.labels.get("group") == "main"]
-    assert workers and workers[0].value == 2
-    assert (
-        value(families, "uvhost_connections_open", "uvhost_connections_open", listener="web") == 0
-    )
+    assert value(families, "uvhost_workers", "uvhost_workers", group="main") == 2
+    opened = "uvhost_connections_open"
+    assert value(families, opened, opened, listener="web") == 0
 
 
 def test_health_starting_ready_draining(tmp_path, launch, listener, kit):
