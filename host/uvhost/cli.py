@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="development: roll a group when Python files under its apps' folders change",
     )
+    run_parser.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        help="plain log lines even on a terminal (the dashboard shows only when stdout is one)",
+    )
 
     for name, about in (
         ("reload", "apply the config file to a running host now, and report the result"),
@@ -114,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from uvhost.commands.run import run  # noqa: PLC0415 - keeps `check` free of uvloop
 
-        return run(args.file, err=sys.stderr, reload_code=args.reload_code)
+        terminal = sys.stdout if args.dashboard and sys.stdout.isatty() else None
+        return run(args.file, err=sys.stderr, reload_code=args.reload_code, dashboard=terminal)
     if args.command in ("reload", "stop", "status"):
         from uvhost.commands.control import control  # noqa: PLC0415 - only these need it
 

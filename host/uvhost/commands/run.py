@@ -7,14 +7,17 @@ cannot start (an address in use, an app that fails to import or to start).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import TextIO
 
 import uvloop
 
+from uvhost.commands.dashboard_run import logs_to_panel, print_tail, show
 from uvhost.commands.report import print_diagnostics
-from uvhost.config.load import load_config
+from uvhost.config.load import LoadResult, load_config
+from uvhost.observe.logpanel import LogPanel
 from uvhost.observe.logs import configure
 from uvhost.supervisor import pidfile, systemd
 from uvhost.supervisor.parent import Supervisor
@@ -24,11 +27,34 @@ EXIT_INVALID, EXIT_CANNOT_START = 1, 3
 logger = logging.getLogger("uvhost")
 
 
-def run(path: Path, *, err: TextIO, reload_code: bool = False) -> int:
+def run(
+    path: Path,
+    *,
+    err: TextIO,
+    reload_code: bool = False,
+    dashboard: TextIO | None = None,
+) -> int:
+    """Serve until stopped; `dashboard` is the terminal to draw the live dashboard on."""
     result = load_config(path)
     if result.config is None:
         print_diagnostics(result, str(path), err)
         return EXIT_INVALID
+    if dashboard is None:
+        return _serve(result, path, reload_code, None)
+    panel = LogPanel()
+    try:
+        with logs_to_panel(panel):
+            return _serve(result, path, reload_code, (panel, dashboard))
+    finally:
+        print_tail(panel, err)
+
+
+def _serve(
+    result: LoadResult,
+    path: Path,
+    reload_code: bool,
+    dashboard: tuple[LogPanel, TextIO] | None,
+) -> int:
     plan = result.plan()
     configure(plan.config.logging)
     systemd.take_environment()  # before any worker could inherit LISTEN_* or NOTIFY_SOCKET
@@ -49,9 +75,24 @@ def run(path: Path, *, err: TextIO, reload_code: bool = False) -> int:
     supervisor = Supervisor(
         path, plan, sockets, watched=result.watched_files, reload_code=reload_code
     )
+    if dashboard is not None:
+        supervisor.services.output = dashboard[0].add
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(supervisor.run())
+            return runner.run(_supervise(supervisor, dashboard))
     finally:
         supervisor.sockets.close()  # the current set: reloads may have replaced some
         pidfile.remove(supervisor.plan.config.host.pid_file)  # a reload may have moved it
+
+
+async def _supervise(supervisor: Supervisor, dashboard: tuple[LogPanel, TextIO] | None) -> int:
+    if dashboard is None:
+        return await supervisor.run()
+    panel, terminal = dashboard
+    drawing = asyncio.ensure_future(show(supervisor.status, panel, terminal))
+    try:
+        return await supervisor.run()
+    finally:
+        drawing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drawing

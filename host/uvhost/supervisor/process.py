@@ -39,6 +39,8 @@ class HostServices:
 
     book: StatsBook = field(default_factory=StatsBook)
     metrics: Callable[[], str] | None = None  # the host's Prometheus text, when it can tell
+    output: Callable[[str], None] | None = None
+    """Where workers' stdout and stderr lines go; None: the supervisor's own (a terminal)."""
 
     def answer_metrics(self, request: ipc.MetricsRequest) -> ipc.MetricsReply:
         if self.metrics is None:
@@ -75,21 +77,27 @@ class WorkerProcess:
         sockets: Mapping[str, socket.socket],
         services: HostServices | None = None,
     ) -> WorkerProcess:
+        services = services or HostServices()
         ours, theirs = socket.socketpair()
         fds = {name: sockets[name].fileno() for name in spec.plan.group(spec.group).listeners}
+        piped = services.output is not None
         try:
             process = await asyncio.create_subprocess_exec(
                 *CHILD,
                 str(theirs.fileno()),
                 pass_fds=[theirs.fileno(), *fds.values()],
                 stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE if piped else None,
+                stderr=asyncio.subprocess.STDOUT if piped else None,
             )
         finally:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
-        worker = cls(spec, process, reader, writer, services=services or HostServices())
+        worker = cls(spec, process, reader, writer, services=services)
         writer.write(ipc.frame(ipc.Hello(spec, fds)))
         background(worker._listen())
+        if process.stdout is not None and services.output is not None:
+            background(_forward_lines(process.stdout, services.output))
         return worker
 
     async def _listen(self) -> None:
@@ -162,3 +170,19 @@ class WorkerProcess:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def _forward_lines(stream: asyncio.StreamReader, output: Callable[[str], None]) -> None:
+    """A worker's output, line by line, until it exits.
+
+    A line longer than the stream's limit (64 KiB) is partly dropped rather than
+    holding the pipe, so a runaway writer cannot stall the worker.
+    """
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line over the stream's limit: take what is buffered
+            line = await stream.read(65536)
+        if not line:
+            return
+        output(line.decode("utf-8", "replace").rstrip("\n"))
