@@ -8,13 +8,17 @@ Invariants:
   on the host. The call is a short local round trip, bounded by `TIMEOUT`.
 - Polls keep to a fixed cadence (deadline-based), so a slow answer does not
   stretch every later interval.
+- On a terminal the frame is redrawn in place (the alternate screen); into a
+  pipe or a file each snapshot is printed after the last, like `top -b`.
 - Exit 0 on Ctrl-C; 1 when there is no host to watch, or when it goes away or
   stops answering (the reason is printed after the terminal is restored).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -36,32 +40,50 @@ def top(path: Path, *, interval: float, out: TextIO, err: TextIO) -> int:
     if where is None:
         err.write(f'{path}: host.control_socket is "off"; there is nothing to attach to\n')
         return 1
+    stream = snapshots(where, interval)
     try:
-        status = fetch(where)
+        first = next(stream)
     except ControlError as error:
         err.write(f"uvhost top: {error}\n")
         return 1
     console = Console(file=out, highlight=False)
     try:
-        with Live(
-            frame(status, interval),
-            console=console,
-            screen=True,
-            auto_refresh=False,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        ) as live:
-            next_at = time.monotonic()
-            while True:
-                next_at += interval
-                time.sleep(max(0.0, next_at - time.monotonic()))
-                status = fetch(where)
-                live.update(frame(status, interval), refresh=True)
+        if console.is_terminal:
+            _live(console, first, stream, interval)
+        else:  # a pipe or a file: one frame after another, like `top -b`
+            for status in itertools.chain([first], stream):
+                console.print(frame(status, interval))
+                console.print()
+                out.flush()
     except KeyboardInterrupt:
         return 0
     except ControlError as error:
         err.write(f"uvhost top: the host went away: {error}\n")
         return 1
+    raise AssertionError("snapshots() never ends")  # pragma: no cover
+
+
+def _live(console: Console, first: Status, stream: Iterator[Status], interval: float) -> None:
+    live = Live(
+        frame(first, interval),
+        console=console,
+        screen=True,
+        auto_refresh=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with live:
+        for status in stream:
+            live.update(frame(status, interval), refresh=True)
+
+
+def snapshots(where: Path, interval: float) -> Iterator[Status]:
+    """One snapshot now, then one per `interval` on a fixed cadence, for ever."""
+    next_at = time.monotonic()
+    while True:
+        yield fetch(where)
+        next_at = max(next_at + interval, time.monotonic())  # late: go on, never burst
+        time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def fetch(where: Path) -> Status:
