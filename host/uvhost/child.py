@@ -28,7 +28,7 @@ import uvloop
 
 from uvhost import ipc
 from uvhost.observe.builtins import Health, HealthState, Metrics, MetricsUnavailableError
-from uvhost.observe.logs import configure
+from uvhost.observe.logs import configure, reopen
 from uvhost.server.asgi_types import ASGIApp
 from uvhost.server.context import RequestBudget, recycle_threshold
 from uvhost.server.worker import Worker, WorkerStartupError
@@ -70,6 +70,7 @@ async def serve(channel_fd: int) -> int:
 
     stop: asyncio.Future[int] = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, _settle, stop, ipc.GOING_AWAY)
+    loop.add_signal_handler(signal.SIGUSR1, reopen)  # as the supervisor would ask
     listener = asyncio.ensure_future(_listen(reader, stop, worker, link))
     code = await stop
     link.draining = True
@@ -150,6 +151,8 @@ async def _listen(
             link.answered(message)
         elif isinstance(message, ipc.HostReady):
             link.host_ready = True
+        elif isinstance(message, ipc.ReopenLogs):
+            reopen()
 
 
 async def _report_stats(writer: asyncio.StreamWriter, worker: Worker, pid: int) -> None:

@@ -127,7 +127,12 @@ class MetricsReply:
     error: str = ""
 
 
-ToWorker = Drain | ApplyLogging | ReloadCertificates | HostReady | MetricsReply
+@dataclass(frozen=True, slots=True)
+class ReopenLogs:
+    """The supervisor got SIGUSR1 (logrotate moved the log file away): reopen it."""
+
+
+ToWorker = Drain | ApplyLogging | ReloadCertificates | HostReady | MetricsReply | ReopenLogs
 
 
 @dataclass(frozen=True, slots=True)

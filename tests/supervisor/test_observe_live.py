@@ -184,3 +184,46 @@ def connect_as_nobody(path):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return {0: "connected", 1: "refused"}.get(os.waitstatus_to_exitcode(status), "error")
+
+
+LOGGED = """
+[host]
+watch = false
+control_socket = "off"
+
+[logging]
+access_log = true
+file = "{log}"
+
+[listeners.web]
+bind = "fd:{web}"
+app = "main"
+
+[apps.main]
+target = "apps:main"
+"""
+
+
+def test_sigusr1_reopens_the_log_file_in_every_process(tmp_path, launch, listener, kit):
+    web = listener()
+    kit.write_apps(tmp_path)
+    log = tmp_path / "uvhost.log"
+    config = tmp_path / "uvhost.toml"
+    config.write_text(LOGGED.format(web=web.fileno(), log=log), encoding="utf-8")
+    host = launch(config, pass_fds=(web.fileno(),))
+    host.wait_for("ready:")
+    address = ("127.0.0.1", kit.port_of(web))
+    kit.who(address, "/before-rotation")
+    kit.wait_until(lambda: "/before-rotation" in log.read_text(), "the first access line")
+
+    rotated = tmp_path / "uvhost.log.1"
+    log.rename(rotated)  # what logrotate does before its postrotate script
+    host.signal(signal.SIGUSR1)
+    kit.wait_until(log.exists, "a fresh log file at the configured path")
+    kit.wait_until(lambda: "log file reopened" in log.read_text(), "the supervisor's line")
+    kit.who(address, "/after-rotation")
+    kit.wait_until(lambda: "/after-rotation" in log.read_text(), "the worker's access line")
+    assert "/after-rotation" not in rotated.read_text()
+    assert "/before-rotation" not in log.read_text()
+    host.signal(signal.SIGTERM)
+    assert host.wait_exit() == 0

@@ -180,8 +180,9 @@ class GroupRunner:
         self.host_ready = True
         self.broadcast(ipc.HostReady())
 
-    def broadcast(self, message: ipc.ToWorker) -> None:
-        for worker in self.workers:
+    def broadcast(self, message: ipc.ToWorker, *, retiring: bool = False) -> None:
+        """To the serving workers; `retiring` adds those still draining (they log too)."""
+        for worker in [*self.workers, *(self.retiring if retiring else ())]:
             worker.send(message)
 
     async def stop(self, code: int) -> None:

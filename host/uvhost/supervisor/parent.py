@@ -27,7 +27,7 @@ from uvhost.config.diff import ChangeKind, PlanDiff, diff
 from uvhost.config.errors import render
 from uvhost.config.load import LoadResult, load_config
 from uvhost.config.plan import Plan
-from uvhost.observe.logs import configure
+from uvhost.observe.logs import configure, reopen
 from uvhost.observe.metrics import from_book
 from uvhost.observe.status import (
     GroupFacts,
@@ -97,6 +97,7 @@ class Supervisor:
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, self.events.put_nowait, Event.RELOAD)
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         try:
             await self._start_groups(self.plan, [group.name for group in self.plan.groups])
         except WorkerStartError as error:
@@ -209,6 +210,13 @@ class Supervisor:
                 await asyncio.sleep(STATS_TICK)
 
         return background(loop())
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (logrotate's postrotate): every process reopens the log file."""
+        reopen()
+        for runner in self.groups.values():
+            runner.broadcast(ipc.ReopenLogs(), retiring=True)
+        logger.info("log file reopened (SIGUSR1)")
 
     def _on_stop_signal(self) -> None:
         self.stops += 1
