@@ -194,6 +194,16 @@ def test_a_rejected_reload_shows_when_its_message_and_every_error_line() -> None
     assert '^^^^^^ did you mean "main"?' in text
 
 
+def test_a_long_error_line_wraps_under_its_own_indent() -> None:
+    hint = "   = hint: " + " ".join(f"word{n}" for n in range(30))
+    wrapped: status.ReloadStatus = {**REJECTED, "errors": [hint]}
+    text = screen(shop(last_reload=wrapped), width=80)
+    lines = [line for line in text.splitlines() if "word" in line]
+    assert len(lines) >= 3
+    assert all(line.startswith("│   ") for line in lines), lines
+    assert "word29" in lines[-1]
+
+
 def test_an_applied_reload_says_ok_and_what_changed() -> None:
     applied: status.ReloadStatus = {
         "at": STARTED + 60,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -83,7 +84,7 @@ class Dashboard:
 def _host(host: HostStatus, totals: Traffic, *, wide: bool) -> Panel:
     state = Text(host["state"], style=STATE_STYLES.get(host["state"], ""))
     dot = ("  ·  " if wide else " · ", "dim")
-    lines: list[Text] = [
+    lines: list[RenderableType] = [
         Text.assemble(
             ("pid ", "dim"),
             str(host["pid"]),
@@ -116,8 +117,12 @@ def _host(host: HostStatus, totals: Traffic, *, wide: bool) -> Panel:
     )
 
 
-def _reload_lines(reload: ReloadStatus | None, *, now: float) -> Iterator[Text]:
-    """When, ok or rejected and what it said, then the rejected edit's error lines (bounded)."""
+def _reload_lines(reload: ReloadStatus | None, *, now: float) -> Iterator[RenderableType]:
+    """When, ok or rejected and what it said, then the rejected edit's error lines (bounded).
+
+    The message and errors are indented as a block, so a line that wraps on a
+    narrow terminal stays under its own indent instead of under the labels.
+    """
     if reload is None:
         yield Text.assemble(("last reload ", "dim"), "none since the host started")
         return
@@ -127,13 +132,14 @@ def _reload_lines(reload: ReloadStatus | None, *, now: float) -> Iterator[Text]:
         ("last reload ", "dim"), when, (f" ({duration(now - reload['at'])} ago): ", "dim"), verdict
     )
     if reload["message"]:
-        yield Text("  " + reload["message"], style="" if reload["ok"] else "red")
+        yield Padding.indent(Text(reload["message"], style="" if reload["ok"] else "red"), 2)
     lines = [line for error in reload["errors"] for line in error.splitlines()]
-    for line in lines[:MAX_ERROR_LINES]:
-        yield Text("  " + line, style="red")
     if len(lines) > MAX_ERROR_LINES:
         hidden = len(lines) - MAX_ERROR_LINES
-        yield Text(f"  … {hidden} more line(s); `uvhost check` shows them all", style="dim")
+        lines = lines[:MAX_ERROR_LINES]
+        lines.append(f"… {hidden} more line(s); `uvhost check` shows them all")
+    if lines:
+        yield Padding.indent(Text("\n".join(lines), style="red"), 2)
 
 
 def _listeners(status: Status, *, wide: bool) -> Table:
