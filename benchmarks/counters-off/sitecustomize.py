@@ -6,7 +6,7 @@ clock and per-request bookkeeping become no-ops, so the run beside the normal
 build shows what counting costs. Never on the path of a real deployment.
 """
 
-import uvhost.observe.stats as stats
+from uvhost.observe import stats
 
 
 def _count_nothing(self: stats.RouteStats, *ended: object) -> None:

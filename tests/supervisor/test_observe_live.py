@@ -15,6 +15,7 @@ import signal
 import socket
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -128,19 +129,28 @@ def test_health_starting_ready_draining(tmp_path, launch, listener, kit):
     host.wait_for("ready:")
     assert kit.wait_until(lambda: kit.raw_request(admin, "/healthz")[0] == 200, "ready")
 
-    # Drain with a slow request in flight on web, and a keep-alive connection open
-    # on admin: its next request learns the worker is draining.
-    keep = socket.create_connection(admin, timeout=10)
-    keep.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
-    assert read_plain(keep) == (200, b"ok\n")
+    # Connections opened just before the stop stay open while the admin worker drains
+    # (idle ones are closed a second into the drain). The supervisor logs "draining"
+    # before its worker has read the Drain message, so ask on one connection after
+    # another until the worker answers as a draining one: one request each, since a
+    # draining worker closes the connection after answering.
+    spares = [socket.create_connection(admin, timeout=10) for _ in range(8)]
     slow = socket.create_connection(web, timeout=10)
     slow.sendall(b"GET /slow?s=2 HTTP/1.1\r\nhost: t\r\n\r\n")
     kit.read_until(slow, b"begin")
     host.signal(signal.SIGTERM)
     host.wait_for("draining")
-    keep.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
-    assert read_plain(keep) == (503, b"draining\n")
-    keep.close()
+    answers = []
+    for spare in spares:
+        spare.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        answers.append(read_plain(spare))
+        if answers[-1][0] == 503:
+            break
+        time.sleep(0.05)
+    assert answers[-1] == (503, b"draining\n"), answers
+    assert all(answer == (200, b"ok\n") for answer in answers[:-1]), answers
+    for spare in spares:
+        spare.close()
     slow.close()
     assert host.wait_exit() == 0
 
