@@ -241,7 +241,6 @@ class Exchange:
         if not body or not self.allows_body:
             tail = wire.LAST_CHUNK if framing.chunked and not more else b""
             return prefix + tail if prefix or tail else b""
-        self.response_bytes += len(body)
         if len(body) >= STAGE_ABOVE:
             return self._stage_large(prefix, body, more, framing.chunked)
         if framing.chunked:
@@ -254,6 +253,7 @@ class Exchange:
                     if prefix:
                         self.phase = Phase.HEAD  # nothing written yet: a 500 can still go out
                     raise_too_long(self)
+        self.response_bytes += len(body)  # counted once it is sure to be written
         return prefix + data if prefix else data
 
     def _stage_large(self, prefix: bytes, body: bytes, more: bool, chunked: bool) -> bytes:
@@ -264,11 +264,13 @@ class Exchange:
         if chunked:
             protocol.stage(b"%x\r\n" % len(body))
             protocol.stage(body)
+            self.response_bytes += len(body)
             return b"\r\n" if more else b"\r\n" + wire.LAST_CHUNK
         if self.counts_body:
             self.sent += len(body)
             if self.sent > self.content_length:
                 raise_too_long(self)
+        self.response_bytes += len(body)
         return body
 
 
