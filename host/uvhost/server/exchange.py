@@ -51,6 +51,7 @@ class Exchange:
         "body_size",
         "buffered",
         "content_length",
+        "counted",
         "counts_body",
         "disconnected",
         "endpoint",
@@ -92,7 +93,8 @@ class Exchange:
         self.expect_continue = expect_continue
         self.max_body = max_body
         self.started_at = started_at
-        self.stats: RouteStats | None = stats  # None once this exchange is counted
+        self.stats = stats
+        self.counted = False  # how it ended is counted once
         self.http11 = scope["http_version"] == "1.1"
         self.is_head = scope["method"] == "HEAD"
         self.phase = Phase.START
@@ -114,10 +116,9 @@ class Exchange:
 
     def record(self, status: int) -> None:
         """Count how this exchange ended (status 0: without a complete response), once."""
-        stats = self.stats
-        if stats is not None:
-            self.stats = None
-            stats.finish(status, self.body_size, self.response_bytes, self.started_at)
+        if not self.counted:
+            self.counted = True
+            self.stats.finish(status, self.body_size, self.response_bytes, self.started_at)
 
     # ------------------------------------------------ events from the parser
 
@@ -130,6 +131,8 @@ class Exchange:
             self.body.append(data)
             self.buffered += len(data)
             self._wake()
+        elif self.counted:  # the rest of a body the response did not wait for
+            self.stats.bytes_in += len(data)
         return True
 
     def finish_body(self) -> None:

@@ -296,7 +296,7 @@ class HttpProtocol(asyncio.Protocol):
         budget.count += 1
         if budget.count == budget.limit:
             budget.spent()
-        exchange.stats.requests += 1  # type: ignore[union-attr]  # counted once it ends
+        exchange.stats.requests += 1  # counted once it ends
         endpoint = exchange.endpoint
         app = endpoint.app if endpoint is not None else not_found
         self.loop.create_task(self._run(app, exchange))
@@ -445,7 +445,7 @@ class HttpProtocol(asyncio.Protocol):
     def reject(self, status: int, message: str, answering: Exchange | None = None) -> None:
         """A canned answer and a close; counted for `answering`, else as the host's own."""
         self.write_now(wire.canned(status, message))
-        if answering is not None and answering.stats is not None:
+        if answering is not None and not answering.counted:
             answering.record(status)
         else:
             unrouted = self.context.unrouted
