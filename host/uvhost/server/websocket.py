@@ -104,6 +104,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.drain_code: int | None = None
         self.task: asyncio.Task[None] | None = None
         self.started_at = clock()
+        self.stats = endpoint.stats  # the listener's own when uvhost refuses the handshake
         self.counted = False  # the handshake's answer is counted once, as one request
         self.counted_open = False
 
@@ -119,7 +120,6 @@ class WebSocketProtocol(asyncio.Protocol):
         """Take over a connection whose HTTP head asked for an upgrade."""
         self.transport = transport
         self.context.connections.add(self)
-        self.endpoint.stats.requests += 1
         head = Request(
             raw_target,
             Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]),
@@ -139,12 +139,15 @@ class WebSocketProtocol(asyncio.Protocol):
                 # (the library answers 400).
                 response = self.ws.reject(426, "Unsupported WebSocket version; use 13.\n")
                 response.headers["Sec-WebSocket-Version"] = "13"
+            self.stats = self.context.unrouted  # answered by uvhost, as a bad request is
+            self.stats.requests += 1
             self._respond(response)  # 400/426; the app is not called
             self.phase = Phase.CLOSED
             self._flush()
             self.close()
             return
         self.handshake = response
+        self.stats.requests += 1
         self.task = self.loop.create_task(self._run())
         if rest:
             self.data_received(rest)
@@ -402,7 +405,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.counted:
             return
         self.counted = True
-        stats = self.endpoint.stats
+        stats = self.stats
         stats.finish(status, 0, 0, self.started_at)
         if status == 101:
             stats.websockets += 1
@@ -423,7 +426,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._count(0)  # gone before the handshake was answered
         if self.counted_open:
             self.counted_open = False
-            self.endpoint.stats.websockets_open -= 1
+            self.stats.websockets_open -= 1
         self.ws.receive_eof()
         rcvd = self.ws.close_rcvd
         self._closed(*((rcvd.code, rcvd.reason) if rcvd is not None else (ABNORMAL, "")))
