@@ -484,6 +484,12 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
 
     def abort(self) -> None:
+        """Cut at the graceful timeout: the request in progress ends now, without a response.
+
+        (Its app may never return, and the worker reports its last counts right after.)
+        """
+        if self.exchange is not None:
+            self.exchange.record(0)
         if self.transport is not None:
             self.transport.abort()
 

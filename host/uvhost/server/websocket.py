@@ -421,12 +421,16 @@ class WebSocketProtocol(asyncio.Protocol):
         self._wake()
         self.flow.resume()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.context.forget(self)
-        self._count(0)  # gone before the handshake was answered
+    def _count_end(self) -> None:
+        """Over: a handshake never answered ends without a response; an open session closes."""
+        self._count(0)
         if self.counted_open:
             self.counted_open = False
             self.stats.websockets_open -= 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.context.forget(self)
+        self._count_end()
         self.ws.receive_eof()
         rcvd = self.ws.close_rcvd
         self._closed(*((rcvd.code, rcvd.reason) if rcvd is not None else (ABNORMAL, "")))
@@ -489,6 +493,7 @@ class WebSocketProtocol(asyncio.Protocol):
             transport.close()
 
     def abort(self) -> None:
+        self._count_end()  # counted now: the worker may report before connection_lost runs
         self.close()
         if self.transport is not None:
             self.transport.abort()
