@@ -16,6 +16,7 @@ harness, and a conftest cannot be imported across folders under
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import json
 import os
@@ -138,7 +139,12 @@ def test_status_json_and_dashboard_report_what_happened(running, kit):
 
 
 class Terminal:
-    """A process on the slave side of a pseudo-terminal of a fixed size; its output, read."""
+    """A process on the slave side of a pseudo-terminal of a fixed size; its screens, read.
+
+    Output is cut into screens at each `HOME` as it arrives (so a check costs
+    little however long the test runs); `screens` holds the whole ones, as
+    plain text, and the one still arriving stays in `pending`.
+    """
 
     def __init__(self, args: list[str], cwd: Path) -> None:
         master, slave = pty.openpty()
@@ -150,29 +156,34 @@ class Terminal:
         )
         os.close(slave)
         self.master = master
-        self.data = ""
-        self.changed = threading.Condition()
+        self.screens: list[str] = []
+        self.pending = ""
+        self.lock = threading.Lock()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self) -> None:
+        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
         while True:
             try:
                 chunk = os.read(self.master, 65536)
             except OSError:  # EIO: the slave side is closed
-                chunk = b""
-            with self.changed:
-                if not chunk:
-                    self.changed.notify_all()
-                    return
-                self.data += chunk.decode("utf-8", "replace")
-                self.changed.notify_all()
+                return
+            if not chunk:
+                return
+            *whole, rest = (self.pending + decode(chunk)).split(HOME)
+            with self.lock:
+                self.screens.extend(plain(screen) for screen in whole)
+                self.pending = rest
 
-    def frames(self) -> list[str]:
-        """Each whole screen drawn so far, as plain text (the last may still be arriving)."""
-        with self.changed:
-            raw = self.data
-        return [ANSI.sub("", part).replace("\r", "") for part in raw.split(HOME)[1:]]
+    def whole(self) -> list[str]:
+        with self.lock:
+            return list(self.screens)
+
+    def tail(self) -> str:
+        """What was written last, as plain text (for failure messages)."""
+        with self.lock:
+            return (self.screens[-1] if self.screens else "") + plain(self.pending)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -180,6 +191,10 @@ class Terminal:
         self.process.wait(10)
         self.reader.join(10)
         os.close(self.master)
+
+
+def plain(screen: str) -> str:
+    return ANSI.sub("", screen).replace("\r", "")
 
 
 @pytest.fixture
@@ -197,10 +212,10 @@ def terminal() -> Iterator[type[Terminal]]:
 
 
 def rates(term: Terminal) -> list[tuple[float, int]]:
-    """(req/s, requests) of app storefront in every whole frame so far, in order."""
+    """(req/s, requests) of app storefront in every whole screen so far, in order."""
     seen = []
-    for frame in term.frames()[:-1]:  # the last frame may be half written
-        row = cells(frame, "storefront")
+    for screen in term.whole():
+        row = cells(screen, "storefront")
         if row is not None and len(row) == 10:  # the wide layout: app .. requests
             seen.append((float(row[3].replace(",", "")), int(row[9].replace(",", ""))))
     return seen
@@ -212,9 +227,9 @@ def test_top_shows_the_live_rate_moving_and_quits_on_ctrl_c(running, kit, termin
         [sys.executable, "-m", "uvhost", "top", "--interval", "0.5", "uvhost.toml"],
         host.config.parent,
     )
-    idle = kit.wait_until(lambda: len(rates(top)) >= 2 and rates(top), "top draws frames")
-    assert idle[0] == (0.0, 0), top.frames()[-2]
-    screen = top.frames()[-2]
+    idle = kit.wait_until(lambda: len(rates(top)) >= 2 and rates(top), "top draws frames", 20, 0.05)
+    assert idle[0] == (0.0, 0), top.tail()
+    screen = top.whole()[-1]
     assert f"pid {host.pid}" in screen
     assert "Ctrl-C to quit" in screen
     assert max(len(line) for line in screen.splitlines()) <= COLUMNS
@@ -225,12 +240,17 @@ def test_top_shows_the_live_rate_moving_and_quits_on_ctrl_c(running, kit, termin
             for number, client in enumerate(clients):
                 load.add(f"get{number}", lambda c=client: c.get("/").raise_for_status(), 0.002)
             kit.wait_until(
-                lambda: [rate for rate, _ in rates(top) if rate > 0], "a non-zero req/s on screen"
+                lambda: [rate for rate, _ in rates(top) if rate > 0],
+                "a non-zero req/s on screen",
+                20,
+                0.05,
             )
             start = len(rates(top))
             kit.wait_until(
                 lambda: len({total for _, total in rates(top)[start:]}) >= 3,
                 "the request count climbing frame after frame",
+                20,
+                0.05,
             )
         assert not load.failures, load.failures[:3]
     finally:
@@ -241,7 +261,7 @@ def test_top_shows_the_live_rate_moving_and_quits_on_ctrl_c(running, kit, termin
     assert moving[-1] > 0
 
     os.kill(top.process.pid, signal.SIGINT)
-    assert top.process.wait(20) == 0
+    assert top.process.wait(20) == 0, top.tail()
 
 
 def test_top_into_a_pipe_prints_frames_and_reports_the_host_leaving(running, kit):
