@@ -16,20 +16,14 @@ harness, and a conftest cannot be imported across folders under
 
 from __future__ import annotations
 
-import codecs
-import fcntl
 import json
 import os
-import pty
 import re
 import signal
-import struct
 import subprocess
 import sys
-import termios
-import threading
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,10 +44,6 @@ app = "storefront"
 target = "apps:main"
 workers = 2
 """
-
-ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z]|[=>78])")
-HOME = "\x1b[H"  # rich's Live, on the alternate screen, starts every frame here
-COLUMNS, ROWS = 100, 40
 
 
 def uvhost(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -138,80 +128,7 @@ def test_status_json_and_dashboard_report_what_happened(running, kit):
 # ---------------------------------------------------------------------- top
 
 
-class Terminal:
-    """A process on the slave side of a pseudo-terminal of a fixed size; its screens, read.
-
-    Output is cut into screens at each `HOME` as it arrives (so a check costs
-    little however long the test runs); `screens` holds the whole ones, as
-    plain text, and the one still arriving stays in `pending`.
-    """
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-        environ["TERM"] = "xterm-256color"
-        self.process = subprocess.Popen(
-            args, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=environ
-        )
-        os.close(slave)
-        self.master = master
-        self.screens: list[str] = []
-        self.pending = ""
-        self.lock = threading.Lock()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:  # EIO: the slave side is closed
-                return
-            if not chunk:
-                return
-            *whole, rest = (self.pending + decode(chunk)).split(HOME)
-            with self.lock:
-                self.screens.extend(plain(screen) for screen in whole)
-                self.pending = rest
-
-    def whole(self) -> list[str]:
-        with self.lock:
-            return list(self.screens)
-
-    def tail(self) -> str:
-        """What was written last, as plain text (for failure messages)."""
-        with self.lock:
-            return (self.screens[-1] if self.screens else "") + plain(self.pending)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        self.reader.join(10)
-        os.close(self.master)
-
-
-def plain(screen: str) -> str:
-    return ANSI.sub("", screen).replace("\r", "")
-
-
-@pytest.fixture
-def terminal() -> Iterator[type[Terminal]]:
-    opened: list[Terminal] = []
-
-    def open_(args: list[str], cwd: Path) -> Terminal:
-        term = Terminal(args, cwd)
-        opened.append(term)
-        return term
-
-    yield open_  # type: ignore[misc]
-    for term in opened:
-        term.close()
-
-
-def rates(term: Terminal) -> list[tuple[float, int]]:
+def rates(term: Any) -> list[tuple[float, int]]:
     """(req/s, requests) of app storefront in every whole screen so far, in order."""
     seen = []
     for screen in term.whole():
@@ -232,7 +149,7 @@ def test_top_shows_the_live_rate_moving_and_quits_on_ctrl_c(running, kit, termin
     screen = top.whole()[-1]
     assert f"pid {host.pid}" in screen
     assert "Ctrl-C to quit" in screen
-    assert max(len(line) for line in screen.splitlines()) <= COLUMNS
+    assert max(len(line) for line in screen.splitlines()) <= kit.COLUMNS
 
     clients = [httpx.Client(base_url=url) for _ in range(2)]
     try:
