@@ -24,6 +24,11 @@ async def app(scope, receive, send):
                     "headers": [(b"content-length", b"5")]})
         await send({"type": "http.response.body", "body": b"1234567890"})
         return
+    if kind == "long-large":  # large bodies take the no-copy path: the check comes first
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"x" * 40000})
+        return
     if kind == "long-streamed":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5")]})
@@ -139,6 +144,15 @@ def test_response_longer_than_its_content_length_in_one_message_gives_500(host, 
     data = fetch(host, "/long")
     assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")  # nothing was written
     assert b"1234567890" not in data
+    [record] = errors()
+    assert "content-length" in record.getMessage()
+    assert_still_serving(host)
+
+
+def test_large_response_longer_than_its_content_length_gives_500(host, errors):
+    data = fetch(host, "/long-large")
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")  # no 200 head first
+    assert b"xxxx" not in data
     [record] = errors()
     assert "content-length" in record.getMessage()
     assert_still_serving(host)

@@ -262,18 +262,19 @@ class Exchange:
     def _stage_large(self, prefix: bytes, body: bytes, more: bool, chunked: bool) -> bytes:
         """Large bodies are never concatenated: the pieces go out in one writev."""
         protocol = self.protocol
+        if not chunked and self.counts_body:
+            self.sent += len(body)
+            if self.sent > self.content_length:  # checked before the head is queued
+                if prefix:
+                    self.phase = Phase.HEAD  # nothing written yet: a 500 can still go out
+                raise_too_long(self)
         if prefix:
             protocol.stage(prefix)
+        self.response_bytes += len(body)
         if chunked:
             protocol.stage(b"%x\r\n" % len(body))
             protocol.stage(body)
-            self.response_bytes += len(body)
             return b"\r\n" if more else b"\r\n" + wire.LAST_CHUNK
-        if self.counts_body:
-            self.sent += len(body)
-            if self.sent > self.content_length:
-                raise_too_long(self)
-        self.response_bytes += len(body)
         return body
 
 
