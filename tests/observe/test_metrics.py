@@ -22,12 +22,13 @@ def counts(
 ):
     """A worker's sample for one route, built through the real RouteStats."""
     route = RouteStats()
-    route.requests = requests
-    route.statuses = list(statuses)
-    route.bytes_in, route.bytes_out = bytes_in, bytes_out
-    route.websockets_open, route.websockets = ws_open, ws
+    counted = route.counts
+    counted[stats.REQUESTS] = requests
+    counted[stats.STATUS_BASE : stats.STATUS_BASE + 6] = statuses
+    counted[stats.BYTES_IN], counted[stats.BYTES_OUT] = bytes_in, bytes_out
+    counted[stats.WEBSOCKETS_OPEN], counted[stats.WEBSOCKETS] = ws_open, ws
     for index, count in latency:
-        route.latency[index] += count
+        counted[stats.LATENCY_BASE + index] += count
     return route.sample()
 
 

@@ -24,6 +24,10 @@ async def app(scope, receive, send):
                     "headers": [(b"content-length", b"5")]})
         await send({"type": "http.response.body", "body": b"1234567890"})
         return
+    if kind in ("status-1000", "status-42"):
+        await send({"type": "http.response.start", "status": int(kind[7:]), "headers": []})
+        await send({"type": "http.response.body", "body": b"never written"})
+        return
     if kind == "long-large":  # large bodies take the no-copy path: the check comes first
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5")]})
@@ -146,6 +150,16 @@ def test_response_longer_than_its_content_length_in_one_message_gives_500(host, 
     assert b"1234567890" not in data
     [record] = errors()
     assert "content-length" in record.getMessage()
+    assert_still_serving(host)
+
+
+@pytest.mark.parametrize("path", ["/status-1000", "/status-42"])
+def test_a_status_outside_100_599_gives_500(host, errors, path):
+    data = fetch(host, path)
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"never written" not in data
+    [record] = errors()
+    assert "not an HTTP status" in record.getMessage()
     assert_still_serving(host)
 
 

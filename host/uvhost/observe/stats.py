@@ -67,44 +67,28 @@ Sample = tuple[int, ...]
 
 
 class RouteStats:
-    """One listener's counters for one route, in one worker."""
+    """One listener's counters for one route, in one worker: a flat list in sample order.
 
-    __slots__ = (
-        "bytes_in",
-        "bytes_out",
-        "latency",
-        "requests",
-        "statuses",
-        "websockets",
-        "websockets_open",
-    )
+    One list, indexed by the constants above, so a request touches one object
+    and `sample` is a single copy. The request path adds to `counts` itself
+    (`counts[REQUESTS] += 1` as a request starts); `finish` records its end.
+    """
+
+    __slots__ = ("counts",)
 
     def __init__(self) -> None:
-        self.requests = 0
-        self.statuses = [0] * 6  # index = status // 100; 0 = ended without a response
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.websockets_open = 0
-        self.websockets = 0
-        self.latency = [0] * (len(LATENCY_BOUNDS) + 1)
+        self.counts = [0] * SAMPLE_SIZE
 
     def finish(self, status: int, bytes_in: int, bytes_out: int, started_at: float) -> None:
-        """One request ended; `status` 0 when no response went out."""
-        self.statuses[status // 100 if status < 600 else 5] += 1
-        self.bytes_in += bytes_in
-        self.bytes_out += bytes_out
-        self.latency[_bucket(LATENCY_BOUNDS, _now() - started_at)] += 1
+        """One request ended; `status` 0 when no response went out (100-599 otherwise)."""
+        counts = self.counts
+        counts[STATUS_BASE + status // 100] += 1
+        counts[BYTES_IN] += bytes_in
+        counts[BYTES_OUT] += bytes_out
+        counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS, _now() - started_at)] += 1
 
     def sample(self) -> Sample:
-        return (
-            self.requests,
-            *self.statuses,
-            self.bytes_in,
-            self.bytes_out,
-            self.websockets_open,
-            self.websockets,
-            *self.latency,
-        )
+        return tuple(self.counts)
 
 
 clock = time.perf_counter

@@ -17,7 +17,7 @@ import asyncio
 import enum
 from typing import TYPE_CHECKING, Any
 
-from uvhost.observe.stats import RouteStats
+from uvhost.observe.stats import BYTES_IN, RouteStats
 from uvhost.server import wire
 from uvhost.server.asgi_types import Message, Scope
 
@@ -132,7 +132,7 @@ class Exchange:
             self.buffered += len(data)
             self._wake()
         elif self.counted:  # the rest of a body the response did not wait for
-            self.stats.bytes_in += len(data)
+            self.stats.counts[BYTES_IN] += len(data)
         return True
 
     def finish_body(self) -> None:
@@ -192,7 +192,7 @@ class Exchange:
         if self.disconnected:
             return
         if phase is Phase.START:
-            self.status = int(message["status"])
+            self.status = wire.response_status(message["status"])
             self.headers_out = message.get("headers") or ()
             self.phase = Phase.HEAD
             return

@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from uvhost.observe.stats import clock
+from uvhost.observe.stats import REQUESTS, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import Scope
 from uvhost.server.context import ListenerContext
@@ -296,7 +296,7 @@ class HttpProtocol(asyncio.Protocol):
         budget.count += 1
         if budget.count == budget.limit:
             budget.spent()
-        exchange.stats.requests += 1  # counted once it ends
+        exchange.stats.counts[REQUESTS] += 1  # counted once it ends
         endpoint = exchange.endpoint
         app = endpoint.app if endpoint is not None else not_found
         self.loop.create_task(self._run(app, exchange))
@@ -449,7 +449,7 @@ class HttpProtocol(asyncio.Protocol):
             answering.record(status)
         else:
             unrouted = self.context.unrouted
-            unrouted.requests += 1
+            unrouted.counts[REQUESTS] += 1
             unrouted.finish(status, 0, 0, clock())
         self.close()
 

@@ -36,7 +36,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from uvhost.config.model import WebSocketSettings
-from uvhost.observe.stats import clock
+from uvhost.observe.stats import REQUESTS, WEBSOCKETS, WEBSOCKETS_OPEN, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import Message, Scope
 from uvhost.server.context import ListenerContext
@@ -140,14 +140,14 @@ class WebSocketProtocol(asyncio.Protocol):
                 response = self.ws.reject(426, "Unsupported WebSocket version; use 13.\n")
                 response.headers["Sec-WebSocket-Version"] = "13"
             self.stats = self.context.unrouted  # answered by uvhost, as a bad request is
-            self.stats.requests += 1
+            self.stats.counts[REQUESTS] += 1
             self._respond(response)  # 400/426; the app is not called
             self.phase = Phase.CLOSED
             self._flush()
             self.close()
             return
         self.handshake = response
-        self.stats.requests += 1
+        self.stats.counts[REQUESTS] += 1
         self.task = self.loop.create_task(self._run())
         if rest:
             self.data_received(rest)
@@ -277,7 +277,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _start_denial(self, message: Message) -> None:
         self.phase = Phase.DENYING
-        self.denial_status = int(message["status"])
+        self.denial_status = wire.response_status(message["status"])
         for name, value in message.get("headers") or ():
             wire.header_line(name, value)
             self.denial_headers.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -408,8 +408,8 @@ class WebSocketProtocol(asyncio.Protocol):
         stats = self.stats
         stats.finish(status, 0, 0, self.started_at)
         if status == 101:
-            stats.websockets += 1
-            stats.websockets_open += 1
+            stats.counts[WEBSOCKETS] += 1
+            stats.counts[WEBSOCKETS_OPEN] += 1
             self.counted_open = True
 
     def _closed(self, code: int, reason: str = "") -> None:
@@ -426,7 +426,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._count(0)
         if self.counted_open:
             self.counted_open = False
-            self.stats.websockets_open -= 1
+            self.stats.counts[WEBSOCKETS_OPEN] -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.forget(self)

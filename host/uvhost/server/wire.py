@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 SERVER_NAME = b"uvhost"
 
@@ -30,6 +31,14 @@ _TOKEN_INVALID = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _VALUE_INVALID = re.compile(rb"[\r\n\x00]")
 
 Headers = Iterable[tuple[bytes, bytes]]
+
+
+def response_status(value: Any) -> int:
+    """The app's status as an int in 100-599; anything else is the app's fault (500)."""
+    status = int(value)  # ASGI says int; a str of digits passes, as it did before
+    if not 100 <= status <= 599:
+        raise BadResponseHeaderError(f"status {status} is not an HTTP status (100-599)")
+    return status
 
 
 def status_line(status: int) -> bytes:
