@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from rich.console import Console, RenderableType
-from rich.live import Live
 
-from uvhost.observe.dashboard import render
+from uvhost.observe.dashboard import full_screen, render
 from uvhost.observe.logpanel import LogPanel
 from uvhost.observe.status import Status
 
@@ -51,15 +50,7 @@ async def show(status: Callable[[], Status], panel: LogPanel, terminal: TextIO) 
     def frame() -> RenderableType:
         return render(status(), logs=panel.tail(LOG_LINES_SHOWN))
 
-    live = Live(
-        frame(),
-        console=console,
-        screen=True,
-        auto_refresh=False,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
-    with live:
+    with full_screen(console, frame()) as live:
         while True:
             await asyncio.sleep(REFRESH)
             live.update(frame(), refresh=True)

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.text import Text
 
 from uvhost.commands.control import as_status, host_settings
-from uvhost.observe.dashboard import render
+from uvhost.observe.dashboard import full_screen, render
 from uvhost.observe.status import Status
 from uvhost.supervisor.control import ControlError, request, socket_path
 
@@ -64,15 +63,7 @@ def top(path: Path, *, interval: float, out: TextIO, err: TextIO) -> int:
 
 
 def _live(console: Console, first: Status, stream: Iterator[Status], interval: float) -> None:
-    live = Live(
-        frame(first, interval),
-        console=console,
-        screen=True,
-        auto_refresh=False,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
-    with live:
+    with full_screen(console, frame(first, interval)) as live:
         for status in stream:
             live.update(frame(status, interval), refresh=True)
 

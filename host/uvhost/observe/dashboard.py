@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.live import Live
 from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
@@ -76,6 +77,20 @@ class Dashboard:
         for section in sections:
             yield Text("")
             yield section
+
+
+def full_screen(console: Console, first: RenderableType) -> Live:
+    """A `Live` on the alternate screen that draws only when told: no refresh thread,
+    so a frame is never drawn while its data is being fetched, and the terminal is
+    given back as it was on exit."""
+    return Live(
+        first,
+        console=console,
+        screen=True,
+        auto_refresh=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
 
 
 # -------------------------------------------------------------------- sections
