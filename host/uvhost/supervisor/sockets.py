@@ -6,7 +6,8 @@ Invariants:
   message instead of a worker crash loop.
 - A stale Unix socket file (nobody accepting on it) is replaced; a live one
   is never stolen. Unix socket files this process created are removed on
-  close, and only those.
+  close, and only those: a file at the same path bound later (a renamed
+  listener, another host) is recognised by its inode and left alone.
 - An inherited fd must already be a listening stream socket; we check
   rather than discover it on the first accept.
 - A systemd socket (`systemd:NAME`) is found by name among the fds systemd
@@ -40,6 +41,7 @@ class BoundSocket:
     address: BindAddress
     sock: socket.socket
     created_path: Path | None = None  # a Unix socket file we made
+    created_file: tuple[int, int] | None = None  # its (device, inode), to remove only it
 
     def describe(self) -> str:
         """Where clients connect, e.g. "http://127.0.0.1:8000" or "unix:/run/app.sock"."""
@@ -53,9 +55,13 @@ class BoundSocket:
 
     def close(self) -> None:
         self.sock.close()
-        if self.created_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.created_path.unlink()
+        path = self.created_path
+        if path is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            info = path.lstat()
+            if (info.st_dev, info.st_ino) == self.created_file:
+                path.unlink()  # never a newer socket bound at the same path since
 
 
 @dataclass
@@ -92,7 +98,10 @@ def bind(name: str, listener: Listener) -> BoundSocket:
             return BoundSocket(name, address, _bind_tcp(address, listener.backlog))
         if isinstance(address, UnixBind):
             sock = _bind_unix(address.path, listener.backlog, listener.unix_mode)
-            return BoundSocket(name, address, sock, created_path=address.path)
+            info = address.path.lstat()
+            return BoundSocket(
+                name, address, sock, address.path, created_file=(info.st_dev, info.st_ino)
+            )
         if isinstance(address, SystemdBind):
             return BoundSocket(name, address, _adopt_systemd(name, address))
         return BoundSocket(name, address, _adopt_fd(address.fd))
