@@ -42,7 +42,7 @@ from uvhost.supervisor import control, pidfile, systemd
 from uvhost.supervisor.devreload import CodeWatch
 from uvhost.supervisor.groups import GroupRunner, discard
 from uvhost.supervisor.process import HostServices, WorkerStartError
-from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, bind
+from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, adjust, bind
 from uvhost.supervisor.tasks import background
 from uvhost.supervisor.watch import fingerprint, watch_files
 
@@ -422,7 +422,7 @@ class Supervisor:
                 listener = new.config.listeners[name]
                 current = self.sockets.sockets.get(name)
                 if current is not None and current.address == listener.bind:
-                    current.sock.listen(listener.backlog)
+                    adjust(current, listener)
                     continue
                 added[name] = bind(name, listener)
         except BindError:

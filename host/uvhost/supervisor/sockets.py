@@ -110,6 +110,13 @@ def bind(name: str, listener: Listener) -> BoundSocket:
         raise BindError(f'listener "{name}" cannot listen on {address}: {reason}') from error
 
 
+def adjust(bound: BoundSocket, listener: Listener) -> None:
+    """A kept socket takes the settings that change in place: backlog, a Unix file's mode."""
+    bound.sock.listen(listener.backlog)
+    if bound.created_path is not None and listener.unix_mode is not None:
+        bound.created_path.chmod(listener.unix_mode)
+
+
 def _bind_tcp(address: TcpBind, backlog: int) -> socket.socket:
     infos = socket.getaddrinfo(
         address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
