@@ -10,7 +10,9 @@
   connections (keep-alive and WebSocket) are untouched.
 """
 
+import os
 import re
+import signal
 import socket
 
 import pytest
@@ -205,3 +207,22 @@ def test_the_access_log_is_switched_on_and_off_live(two_groups, kit):
     assert host.output(on).count('"GET /while-on HTTP/1.1" 200') == 2  # both groups
     assert "/while-off" not in host.output(off)
     assert host.workers() == before  # live: no roll
+
+
+def test_a_worker_replaced_after_a_live_change_starts_with_it(two_groups, kit):
+    """A live logging change reaches workers started later (crash replacements) too."""
+    host = two_groups
+    before = host.wait_workers(3)
+    mark = host.mark()
+    kit.save(host.config, host.render(level="warning"))
+    host.wait_applied(mark)
+    assert host.workers() == before  # live: no roll
+    assert kit.wait_until(lambda: kit.who(host.api)["level"] == 30, "the live level")
+    victim = kit.who(host.api)["pid"]
+    os.kill(victim, signal.SIGKILL)
+    fresh = host.wait_workers(3, excluding={victim})
+    served = kit.wait_until(
+        lambda: (answer := kit.who(host.api))["pid"] != victim and answer, "the replacement"
+    )
+    assert served["pid"] in fresh
+    assert served["level"] == 30  # warning, as the file says now; not the info it began with

@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Mapping
@@ -117,7 +118,7 @@ class GroupRunner:
         ):
             return
         try:
-            fresh = await WorkerProcess.spawn(old.spec, self.sockets, self.services)
+            fresh = await WorkerProcess.spawn(self._current(old.spec), self.sockets, self.services)
         except OSError as error:
             logger.error('recycling worker %d of group "%s" failed: %s', old.pid, self.name, error)
             return
@@ -159,7 +160,7 @@ class GroupRunner:
             if self.stopping or dead not in self.workers:
                 return
             try:
-                worker = await WorkerProcess.spawn(dead.spec, self.sockets, self.services)
+                worker = await WorkerProcess.spawn(self._current(dead.spec), self.sockets, self.services)
                 await worker.wait_ready(self.plan.config.host.startup_timeout)
             except (WorkerStartError, OSError) as error:
                 self.failures += 1
@@ -179,6 +180,15 @@ class GroupRunner:
         """The host finished starting: this group's workers (and later ones) may say so."""
         self.host_ready = True
         self.broadcast(ipc.HostReady())
+
+    def adopt(self, plan: Plan) -> None:
+        """A reload left this group as it was: later replacements start from `plan` (its live
+        settings, such as logging, included) rather than the plan the group was rolled with."""
+        self.plan = plan
+
+    def _current(self, spec: ipc.WorkerSpec) -> ipc.WorkerSpec:
+        """A replacement's spec: the same slot, with the plan the group serves now."""
+        return spec if self.plan is None else dataclasses.replace(spec, plan=self.plan)
 
     def broadcast(self, message: ipc.ToWorker, *, retiring: bool = False) -> None:
         """To the serving workers; `retiring` adds those still draining (they log too)."""

@@ -402,6 +402,9 @@ class Supervisor:
         for name in changes.subjects(ChangeKind.GROUP_RETIRED):
             if name in self.groups:
                 background(self.groups.pop(name).stop(ipc.SERVICE_RESTART))
+        for name, runner in self.groups.items():
+            if name not in to_start:
+                runner.adopt(new)
         for name, bound in old_sockets.sockets.items():
             if self.sockets.sockets.get(name) is not bound:
                 bound.close()  # workers that still drain hold their own copies
