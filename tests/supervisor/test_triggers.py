@@ -1,6 +1,7 @@
 """Reload triggers besides saving the config: SIGHUP, and an edit of an env file it names."""
 
 import signal
+import time
 
 CONFIG = """
 [host]
@@ -46,3 +47,29 @@ def test_editing_an_env_file_reloads(tmp_path, launch, listener, kit):
     kit.save(tmp_path / ".env", "GREETING=three\n")
     host.wait_applied(mark)
     kit.wait_until(lambda: kit.who(address)["greeting"] == "three", "the env file edit")
+
+
+def test_turning_watch_on_and_off_is_applied(tmp_path, launch, listener, kit):
+    host, address = start(tmp_path, launch, listener, kit, watch="false")
+    config = tmp_path / "uvhost.toml"
+    text = config.read_text(encoding="utf-8")
+    kit.save(config, text.replace("watch = false", "watch = true"))
+    mark = host.mark()
+    host.signal(signal.SIGHUP)  # watching was off: this edit needs a signal
+    host.wait_applied(mark)
+
+    mark = host.mark()
+    kit.save(tmp_path / ".env", "GREETING=two\n")  # now watched: applied by itself
+    host.wait_applied(mark)
+    kit.wait_until(lambda: kit.who(address)["greeting"] == "two", "the watched edit")
+
+    mark = host.mark()
+    kit.save(config, text)  # watch = false again, applied by the watcher itself
+    host.wait_applied(mark)
+    kit.save(tmp_path / ".env", "GREETING=three\n")
+    time.sleep(3)  # longer than the watcher's debounce and its 2 s recheck
+    assert kit.who(address)["greeting"] == "two"
+    mark = host.mark()
+    host.signal(signal.SIGHUP)
+    host.wait_applied(mark)
+    kit.wait_until(lambda: kit.who(address)["greeting"] == "three", "the SIGHUP reload")

@@ -86,6 +86,7 @@ class Supervisor:
         self.services = HostServices(metrics=self.metrics)
         self.book = self.services.book
         self.reloads = {"ok": 0, "failed": 0}
+        self.watcher: asyncio.Task[None] | None = None
         self.started = time.time()
         self.state = "starting"
         self.last_reload: ReloadStatus | None = None
@@ -111,7 +112,7 @@ class Supervisor:
             runner.announce_ready()
         systemd.ready()
         ticker = self._tick_stats()
-        watcher = self._watch() if self.plan.config.host.watch else None
+        self._follow_watch_setting()
         coder = self._watch_code()
         while (event := await self.events.get()) is not Event.STOP:
             if event is Event.CODE:
@@ -119,7 +120,7 @@ class Supervisor:
             else:
                 await self.reload()
         self.state = "stopping"
-        for task in (watcher, coder, ticker):
+        for task in (self.watcher, coder, ticker):
             if task is not None:
                 task.cancel()
         for waiting in self.reload_waiters:
@@ -229,6 +230,15 @@ class Supervisor:
             os._exit(1)
         self.events.put_nowait(Event.STOP)
 
+    def _follow_watch_setting(self) -> None:
+        """Watch the files while `host.watch` says so; an applied edit may turn it on or off."""
+        wanted = self.plan.config.host.watch
+        if wanted and self.watcher is None:
+            self.watcher = self._watch()
+        elif not wanted and self.watcher is not None:
+            self.watcher.cancel()
+            self.watcher = None
+
     def _watch(self) -> asyncio.Task[None]:
         async def loop() -> None:
             async for _ in watch_files(lambda: self.loaded):
@@ -299,6 +309,7 @@ class Supervisor:
             self.state = "running"
             systemd.ready()
         self.reloads["ok" if outcome.ok else "failed"] += 1
+        self._follow_watch_setting()
         self.last_reload = {
             "at": time.time(),
             "ok": outcome.ok,
