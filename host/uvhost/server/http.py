@@ -80,6 +80,7 @@ class HttpProtocol(asyncio.Protocol):
         self.upgrade: tuple[Scope, Endpoint] | None = None
         self.close_after_response = False
         self.last_request_read = False  # the client said it sends no more (close, HTTP/1.0)
+        self.keeps_alive = True  # what the current request's head said, read once
 
     # ----------------------------------------------------------- connection
 
@@ -211,6 +212,7 @@ class HttpProtocol(asyncio.Protocol):
             "state": state.copy() if state else {},
         }
         wants_upgrade = parser.should_upgrade()
+        self.keeps_alive = keeps_alive = parser.should_keep_alive()
         if (
             wants_upgrade
             and self.exchange is None
@@ -226,7 +228,7 @@ class HttpProtocol(asyncio.Protocol):
             self,
             scope,
             endpoint,
-            keep_alive=parser.should_keep_alive() and not context.draining and not wants_upgrade,
+            keep_alive=keeps_alive and not context.draining and not wants_upgrade,
             expect_continue=self.expect_continue and version == "1.1",
             max_body=max_body,
             started_at=clock(),
@@ -259,7 +261,7 @@ class HttpProtocol(asyncio.Protocol):
         if exchange is not None:
             exchange.finish_body()
         self.parsing = None
-        if not self.parser.should_keep_alive():
+        if not self.keeps_alive:
             self.last_request_read = True
 
     def _switch_to_websocket(self, rest: bytes) -> None:
@@ -374,7 +376,8 @@ class HttpProtocol(asyncio.Protocol):
             self._start(self.pipeline.popleft())
             self.update_reading()
             return
-        self.update_reading()
+        if self.reading_paused:  # otherwise nothing to resume: skip the checks
+            self.update_reading()
         if self.in_head:
             self.head_since = self.loop.time()
         elif self.parsing is None:

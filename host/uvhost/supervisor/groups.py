@@ -160,7 +160,9 @@ class GroupRunner:
             if self.stopping or dead not in self.workers:
                 return
             try:
-                worker = await WorkerProcess.spawn(self._current(dead.spec), self.sockets, self.services)
+                worker = await WorkerProcess.spawn(
+                    self._current(dead.spec), self.sockets, self.services
+                )
                 await worker.wait_ready(self.plan.config.host.startup_timeout)
             except (WorkerStartError, OSError) as error:
                 self.failures += 1

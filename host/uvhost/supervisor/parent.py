@@ -403,6 +403,15 @@ class Supervisor:
                     bound.close()
             self.sockets = old_sockets
             return str(error)
+        self._push_live(new, changes, rolled=to_start)
+        for name, bound in old_sockets.sockets.items():
+            if self.sockets.sockets.get(name) is not bound:
+                bound.close()  # workers that still drain hold their own copies
+        self.plan = new
+        return None
+
+    def _push_live(self, new: Plan, changes: PlanDiff, *, rolled: list[str]) -> None:
+        """Once the new generations are ready: live settings, certificates, retirements."""
         if any(c.subject == "logging" for c in changes.of(ChangeKind.LIVE)):
             configure(new.config.logging)
             for runner in self.groups.values():
@@ -414,13 +423,8 @@ class Supervisor:
             if name in self.groups:
                 background(self.groups.pop(name).stop(ipc.SERVICE_RESTART))
         for name, runner in self.groups.items():
-            if name not in to_start:
+            if name not in rolled:
                 runner.adopt(new)
-        for name, bound in old_sockets.sockets.items():
-            if self.sockets.sockets.get(name) is not bound:
-                bound.close()  # workers that still drain hold their own copies
-        self.plan = new
-        return None
 
     def _bind_new_sockets(self, new: Plan, changes: PlanDiff) -> dict[str, BoundSocket]:
         """Sockets for added listeners and changed binds; all or none.
