@@ -78,6 +78,9 @@ class ListenerContext:
     proxies: TrustedProxies | None = None
     drained: asyncio.Event | None = None
     budget: RequestBudget = field(default_factory=RequestBudget)
+    next_tick: float = 0.0
+    """The loop time of the worker's next tick: an idle-since stamp that costs no clock
+    call, never early (so a timeout never fires early), at most one tick late."""
     unrouted: RouteStats = field(default_factory=RouteStats)
     """Requests no route answered: 404s, and faults the host answered itself (400, 408...)."""
 

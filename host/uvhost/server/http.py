@@ -354,7 +354,11 @@ class HttpProtocol(asyncio.Protocol):
     def finish_response(self, exchange: Exchange, data: bytes) -> None:
         """The last bytes of a response: one write, then keep-alive, the next request or close."""
         self.write_now(data)
-        exchange.record(exchange.status)
+        if not exchange.counted:  # Exchange.record inlined: every response passes here
+            exchange.counted = True
+            exchange.stats.finish(
+                exchange.status, exchange.body_size, exchange.response_bytes, exchange.started_at
+            )
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
         if self.deferred_reject is not None:
@@ -381,7 +385,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.in_head:
             self.head_since = self.loop.time()
         elif self.parsing is None:
-            self.idle_since = self.loop.time()
+            self.idle_since = self.context.next_tick  # no clock call per request
 
     # ------------------------------------------------------------- writing
 

@@ -122,6 +122,7 @@ class Worker:
             access_log=access,
             budget=self.budget,
         )
+        context.next_tick = loop.time() + TICK  # before the first tick, which comes later
         self.contexts.append(context)
         server = await loop.create_server(
             lambda: HttpProtocol(context, loop),
@@ -161,6 +162,7 @@ class Worker:
         now = loop.time()
         for context in self.contexts:
             context.refresh_preamble()
+            context.next_tick = now + TICK
             for connection in list(context.connections):
                 connection.check_timeouts(now)
         self._clock = loop.call_later(TICK, self._tick)
