@@ -298,3 +298,22 @@ def test_default_headers_unless_the_app_sets_them(serve):
         response = raw.read_response()
     assert response.header_list("x-frame-options") == [b"DENY"]
     assert response.header_list("x-team") == [b"app"]  # the app's own value wins
+
+
+def test_the_hosts_own_answers_carry_the_listener_headers(serve):
+    """A 400 written by uvhost itself gets the defaults, Server and Date, as app responses do."""
+    host = serve(HEADERS_CONFIG, APPS)
+    with host.raw("defaults") as raw:
+        raw.send(b"GARBAGE\r\n\r\n")
+        response = raw.read_response()
+    assert response.status == 400
+    assert response.header_list("x-frame-options") == [b"DENY"]
+    assert response.header_list("x-team") == [b"host"]
+    assert response.header_list("server") == [b"uvhost"]
+    assert len(response.header_list("date")) == 1
+    with host.raw("bare") as raw:
+        raw.send(b"GARBAGE\r\n\r\n")
+        response = raw.read_response()
+    assert response.status == 400
+    assert response.header_list("server") == []  # server_header = false holds here too
+    assert response.header_list("date") == []

@@ -334,7 +334,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         if exchange.phase in (Phase.START, Phase.HEAD):
             exchange.phase = Phase.DONE
-            self.write_now(wire.canned(500))
+            self.write_now(self.canned(500))
             exchange.record(500)
         self.close()
         exchange.record(0)
@@ -451,7 +451,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def reject(self, status: int, message: str, answering: Exchange | None = None) -> None:
         """A canned answer and a close; counted for `answering`, else as the host's own."""
-        self.write_now(wire.canned(status, message))
+        self.write_now(self.canned(status, message))
         if answering is not None and not answering.counted:
             answering.record(status)
         else:
@@ -459,6 +459,10 @@ class HttpProtocol(asyncio.Protocol):
             unrouted.counts[REQUESTS] += 1
             unrouted.finish(status, 0, 0, clock())
         self.close()
+
+    def canned(self, status: int, message: str | None = None) -> bytes:
+        context = self.context
+        return wire.canned(status, message, preamble=context.preamble, defaults=context.defaults)
 
     def _reject_after_pending(self, status: int, message: str, *, force: bool = False) -> None:
         """Answer a client fault after the response in progress (if any), then close."""

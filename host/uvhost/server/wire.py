@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -210,13 +210,33 @@ def preamble(*, server_header: bool, date_header: bool, now: float | None = None
     return b"".join(parts)
 
 
-def canned(status: int, message: str | None = None, *, close: bool = True) -> bytes:
-    """A complete plain-text response uvhost writes itself (400, 408, 413, 431, 500, 503...)."""
+CANNED_OWN = frozenset((b"content-type", b"content-length", b"connection"))
+
+
+def canned(
+    status: int,
+    message: str | None = None,
+    *,
+    close: bool = True,
+    preamble: bytes = b"server: %s\r\n" % SERVER_NAME,
+    defaults: Mapping[bytes, bytes] | None = None,
+) -> bytes:
+    """A complete plain-text response uvhost writes itself (400, 408, 413, 431, 500, 503...).
+
+    With the listener's `preamble` (Server, Date) and its default headers, as
+    any app response gets them: a security header set for the listener must
+    not vanish from the host's own answers.
+    """
     phrase = HTTPStatus(status).phrase if status in STATUS_LINES else "Error"
     body = (message or phrase).encode("utf-8") + b"\n"
     head = [
         status_line(status),
-        b"server: %s\r\n" % SERVER_NAME,
+        preamble,
+        *(
+            b"%s: %s\r\n" % (name, value)
+            for name, value in (defaults or {}).items()
+            if name not in CANNED_OWN
+        ),
         b"content-type: text/plain; charset=utf-8\r\n",
         b"content-length: %d\r\n" % len(body),
     ]
