@@ -72,6 +72,9 @@ async def _lifespan(receive, send):
         if message["type"] == "lifespan.startup":
             await asyncio.sleep(float(os.environ.get("STARTUP_DELAY", "0")))
             reason = os.environ.get("FAIL_STARTUP")
+            flag = os.environ.get("FAIL_STARTUP_WHILE")  # a path: fail while it exists
+            if flag and os.path.exists(flag):
+                reason = f"{flag} exists"
             if reason:
                 await send({"type": "lifespan.startup.failed", "message": reason})
                 return

@@ -75,3 +75,42 @@ def test_max_requests_recycles_workers_and_no_request_fails(tmp_path, launch, li
     assert len(set(pids)) >= 3
     assert host.output().count("(max_requests)") >= 2
     host.wait_workers(1, excluding=set(pids[:1]))  # the recycled ones drained and exited
+
+
+RETRIED = """
+[host]
+max_requests = 5
+max_requests_jitter = 0
+graceful_timeout = "5s"
+
+[logging]
+format = "plain"
+
+[listeners.web]
+bind = "fd:{fd}"
+app = "main"
+
+[apps.main]
+target = "apps:main"
+env = {{ FAIL_STARTUP_WHILE = "{flag}" }}
+"""
+
+
+def test_a_failed_recycle_is_retried_while_the_old_worker_serves(tmp_path, launch, listener, kit):
+    sock = listener()
+    kit.write_apps(tmp_path)
+    flag = tmp_path / "database-down"
+    config = tmp_path / "uvhost.toml"
+    config.write_text(RETRIED.format(fd=sock.fileno(), flag=flag), encoding="utf-8")
+    host = launch(config, pass_fds=(sock.fileno(),))
+    host.wait_for("ready:")
+    address = ("127.0.0.1", kit.port_of(sock))
+    first = kit.who(address)["pid"]
+    flag.write_text("")  # replacements cannot start from now on
+    for _ in range(5):
+        assert kit.who(address)["pid"] == first  # the fifth asks for the recycle
+    host.wait_for("failed (attempt 1 of 5)")
+    assert kit.who(address)["pid"] == first  # still serving
+    flag.unlink()
+    host.wait_for("(max_requests)")  # a later attempt succeeds
+    kit.wait_until(lambda: kit.who(address)["pid"] != first, "the recycled worker")

@@ -117,31 +117,45 @@ class GroupRunner:
             or self.plan is None
         ):
             return
+        for attempt in range(MAX_STARTUP_FAILURES):
+            if attempt:  # the replacement failed to start: the old worker serves meanwhile
+                await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt))
+            if self.stopping or old.draining or old not in self.workers or self.plan is None:
+                return  # a roll or a stop overtook the recycle
+            error = await self._replace_recycled(old, self.plan)
+            if error is None:
+                return
+            logger.error(
+                'recycling worker %d of group "%s" failed (attempt %d of %d): %s; it keeps serving',
+                old.pid,
+                self.name,
+                attempt + 1,
+                MAX_STARTUP_FAILURES,
+                error,
+            )
+        logger.error('group "%s" stops trying to recycle worker %d', self.name, old.pid)
+
+    async def _replace_recycled(self, old: WorkerProcess, plan: Plan) -> str | None:
+        """One try at replacing `old` with a ready worker; why it failed, if it did."""
         try:
             fresh = await WorkerProcess.spawn(self._current(old.spec), self.sockets, self.services)
         except OSError as error:
-            logger.error('recycling worker %d of group "%s" failed: %s', old.pid, self.name, error)
-            return
+            return str(error)
         try:
-            await fresh.wait_ready(self.plan.config.host.startup_timeout)
+            await fresh.wait_ready(plan.config.host.startup_timeout)
         except WorkerStartError as error:
             await discard([fresh])
-            logger.error(
-                'recycling worker %d of group "%s" failed: %s; it keeps serving',
-                old.pid,
-                self.name,
-                error,
-            )
-            return
+            return str(error)
         if self.stopping or old.draining or old not in self.workers:
             await discard([fresh])  # a roll or a stop overtook the recycle
-            return
+            return None
         self.workers[self.workers.index(old)] = fresh
         self._follow(fresh)
         self._retire(old, ipc.SERVICE_RESTART)
         logger.info(
             'worker %d replaces %d in group "%s" (max_requests)', fresh.pid, old.pid, self.name
         )
+        return None
 
     async def _watch(self, worker: WorkerProcess) -> None:
         status = await worker.wait()
