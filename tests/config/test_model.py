@@ -147,6 +147,7 @@ def test_every_timeout_default_is_bounded() -> None:
         "startup_timeout",
         "keep_alive_timeout",
         "header_timeout",
+        "body_timeout",
         "ping_interval",
         "ping_timeout",
     }

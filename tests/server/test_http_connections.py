@@ -48,6 +48,12 @@ async def body_reader(scope, receive, send):
     await send({"type": "http.response.body", "body": str(size).encode()})
 
 
+async def late_reader(scope, receive, send):
+    """Reads the body only after a pause longer than the listener's body_timeout."""
+    await asyncio.sleep(1.6)
+    await body_reader(scope, receive, send)
+
+
 async def early_stream(scope, receive, send):
     """Starts streaming the response, then reads the body."""
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -62,10 +68,17 @@ async def early_stream(scope, receive, send):
 CONFIG = """
 [listeners.main]
 bind = "127.0.0.1:0"
-routes = { "/peer" = "peer", "/ordered" = "ordered", "/body" = "body_reader", "/early" = "early" }
 keep_alive_timeout = "1s"
 header_timeout = "1s"
+body_timeout = "1s"
 max_header_bytes = "1KiB"
+
+[listeners.main.routes]
+"/peer" = "peer"
+"/ordered" = "ordered"
+"/body" = "body_reader"
+"/early" = "early"
+"/late" = "late"
 
 [listeners.limited]
 bind = "127.0.0.1:0"
@@ -98,6 +111,10 @@ lifespan = "off"
 target = "apps:body_reader"
 lifespan = "off"
 max_body_bytes = "1KiB"
+
+[apps.late]
+target = "apps:late_reader"
+lifespan = "off"
 
 [apps.early]
 target = "apps:early_stream"
@@ -237,6 +254,53 @@ def test_slow_head_after_a_keep_alive_request_gets_408(host):
         assert raw.read_response().status == 200
         raw.send(b"GET / HTTP/1.1\r\n")
         assert raw.read_response().status == 408
+
+
+def test_a_stalled_request_body_gets_408_and_a_close(host):
+    with host.raw() as raw:
+        raw.send(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n123")
+        started = time.monotonic()
+        response = raw.read_response()
+        waited = time.monotonic() - started
+        assert response.status == 408
+        assert response.header("connection") == b"close"
+        assert raw.closed_by_server()
+    assert 0.9 <= waited < 4, waited
+
+
+def test_a_body_stalling_after_the_response_began_is_closed(host):
+    with host.raw() as raw:
+        raw.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n123")
+        started = time.monotonic()
+        data = raw.read_to_close()  # the 200 head went out; the stall closes the connection
+    assert 0.9 <= time.monotonic() - started < 4
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert data.endswith(b"7\r\nstarted\r\n")  # cut: no "done", no last chunk
+
+
+def test_a_slow_but_steady_body_is_not_cut(host):
+    with host.raw() as raw:
+        raw.send(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n")
+        for byte in b"abcdef":  # 3 s in all, never 1 s without a byte
+            time.sleep(0.5)
+            raw.send(bytes([byte]))
+        response = raw.read_response()
+        assert response.status == 200
+        assert response.body == b"6"
+
+
+def test_waiting_for_100_continue_is_not_a_stall(host):
+    """The app reads the body only after 1.6 s: the client waits for 100 Continue meanwhile."""
+    with host.raw() as raw:
+        raw.send(
+            b"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert raw.read_response().status == 100
+        raw.send(b"abcd")
+        response = raw.read_response()
+        assert response.status == 200
+        assert response.body == b"4"
 
 
 def test_request_head_too_large_gets_431(host):

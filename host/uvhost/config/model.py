@@ -264,6 +264,13 @@ class Listener(Section):
         "(slowloris protection); otherwise 408 and close.",
         examples=["10s"],
     )
+    body_timeout: Duration = Field(
+        60.0,
+        description="Longest pause allowed between pieces of a request body while uvhost is "
+        "reading it; a client that stalls longer gets 408 (or a close, if the response has "
+        "begun). Pauses uvhost causes itself, while the app is not reading, do not count.",
+        examples=["60s"],
+    )
     max_header_bytes: ByteSize = Field(
         65536,
         description="Largest request head (request line and headers); beyond it 431.",

@@ -160,7 +160,7 @@ class Exchange:
                 pass  # wait for a disconnect or the end of the response
             elif self.expect_continue:
                 self.expect_continue = False
-                self.protocol.write_now(wire.CONTINUE)
+                self.protocol.send_continue()
             self.waiter = self.protocol.loop.create_future()
             try:
                 await self.waiter

@@ -70,6 +70,7 @@ class HttpProtocol(asyncio.Protocol):
         self.expect_continue = False
         self.idle_since: float | None = None  # loop time the connection went idle
         self.head_since: float | None = None  # loop time a request head began arriving
+        self.body_since: float | None = None  # (tick) time the body last made progress
         self.in_head = False
         self.reading_paused = False
         self.flow = WriteFlow(loop)
@@ -235,6 +236,7 @@ class HttpProtocol(asyncio.Protocol):
             stats=endpoint.stats if endpoint is not None else context.unrouted,
         )
         self.parsing = exchange
+        self.body_since = context.next_tick
         if self.exchange is None:
             self.idle_since = self.head_since = None
             self._start(exchange)
@@ -243,6 +245,7 @@ class HttpProtocol(asyncio.Protocol):
             self.update_reading()
 
     def on_body(self, body: bytes) -> None:
+        self.body_since = self.context.next_tick
         exchange = self.parsing
         if exchange is not None and not exchange.feed_body(body):
             self.parsing = None
@@ -261,6 +264,7 @@ class HttpProtocol(asyncio.Protocol):
         if exchange is not None:
             exchange.finish_body()
         self.parsing = None
+        self.body_since = None
         if not self.keeps_alive:
             self.last_request_read = True
 
@@ -405,6 +409,11 @@ class HttpProtocol(asyncio.Protocol):
         elif data:
             transport.write(data)
 
+    def send_continue(self) -> None:
+        """100 Continue: the client sends the body only now, so its wait starts now."""
+        self.write_now(wire.CONTINUE)
+        self.body_since = self.context.next_tick
+
     def stage(self, data: bytes) -> None:
         """Queue bytes to leave with the next write, without copying them into it."""
         self.pending.append(data)
@@ -518,14 +527,28 @@ class HttpProtocol(asyncio.Protocol):
     # ---------------------------------------------------------------- timers
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the worker's tick: close idle keep-alive connections, 408 slow heads.
+        """Called by the worker's tick: close idle keep-alive connections, 408 slow heads
+        and stalled bodies.
 
         A tick (twice a second) instead of a timer per request keeps two
         timer operations off every request; timeouts fire up to one tick late.
+        A body's clock stops while reading is paused (the app is behind, not the
+        client) and until a 100 Continue the client was told to wait for is sent.
         """
+        settings = self.context.settings
+        parsing, since = self.parsing, self.body_since
+        if (
+            parsing is not None
+            and since is not None
+            and not self.reading_paused
+            and not parsing.expect_continue
+            and now - since >= settings.body_timeout
+        ):
+            self.body_since = None
+            self._reject_after_pending(408, "request body not received in time")
+            return
         if self.exchange is not None:
             return
-        settings = self.context.settings
         if self.head_since is not None and now - self.head_since >= settings.header_timeout:
             self.head_since = None
             self.reject(408, "request head not received in time")
