@@ -293,8 +293,7 @@ def test_waiting_for_100_continue_is_not_a_stall(host):
     """The app reads the body only after 1.6 s: the client waits for 100 Continue meanwhile."""
     with host.raw() as raw:
         raw.send(
-            b"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-            b"Expect: 100-continue\r\n\r\n"
+            b"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
         )
         assert raw.read_response().status == 100
         raw.send(b"abcd")
