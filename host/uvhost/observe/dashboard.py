@@ -117,9 +117,9 @@ def _host(host: HostStatus, totals: Traffic, *, wide: bool) -> Panel:
             dot,
             f"{rate(totals['rps'])} req/s",
             dot,
-            f"p50 {millis(totals['p50_ms'])} ms",
+            f"p50 {with_unit(millis(totals['p50_ms']), 'ms')}",
             dot,
-            f"p99 {millis(totals['p99_ms'])} ms",
+            f"p99 {with_unit(millis(totals['p99_ms']), 'ms')}",
             dot,
             f"{percent(totals['error_rate'])} errors",
         ),
@@ -303,6 +303,11 @@ def rate(per_second: float) -> str:
     if per_second < 100:
         return f"{per_second:.1f}"
     return f"{per_second:,.0f}"
+
+
+def with_unit(shown: str, unit: str) -> str:
+    """ "0.25 ms", but a bare "-" when there is nothing to measure."""
+    return shown if shown == "-" else f"{shown} {unit}"
 
 
 def millis(value: float | None) -> str:
