@@ -30,7 +30,7 @@ def clock(monkeypatch):
         now = 0.0
 
     fake = Clock()
-    monkeypatch.setattr(stats, "_now", lambda: fake.now)
+    monkeypatch.setattr(stats, "clock", lambda: fake.now)
     return fake
 
 

@@ -358,11 +358,7 @@ class HttpProtocol(asyncio.Protocol):
     def finish_response(self, exchange: Exchange, data: bytes) -> None:
         """The last bytes of a response: one write, then keep-alive, the next request or close."""
         self.write_now(data)
-        if not exchange.counted:  # Exchange.record inlined: every response passes here
-            exchange.counted = True
-            exchange.stats.finish(
-                exchange.status, exchange.body_size, exchange.response_bytes, exchange.started_at
-            )
+        exchange.record(exchange.status)
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
         if self.deferred_reject is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -161,12 +161,13 @@ def _copy_headers(
             overridden.add(lowered)
         lines.append(line)
     if overridden is not None:
-        lines.extend(
-            b"%s: %s\r\n" % (name, value)
-            for name, value in defaults.items()
-            if name not in overridden
-        )
+        lines.extend(default_lines(defaults, overridden))
     return content_length, close
+
+
+def default_lines(defaults: Mapping[bytes, bytes], skip: Container[bytes]) -> Iterator[bytes]:
+    """The listener's default header lines, but those named in `skip` (set otherwise)."""
+    return (b"%s: %s\r\n" % (name, value) for name, value in defaults.items() if name not in skip)
 
 
 def _parse_length(value: bytes) -> int:
@@ -232,11 +233,7 @@ def canned(
     head = [
         status_line(status),
         preamble,
-        *(
-            b"%s: %s\r\n" % (name, value)
-            for name, value in (defaults or {}).items()
-            if name not in CANNED_OWN
-        ),
+        *default_lines(defaults or {}, CANNED_OWN),
         b"content-type: text/plain; charset=utf-8\r\n",
         b"content-length: %d\r\n" % len(body),
     ]
