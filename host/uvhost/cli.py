@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from uvhost import __version__
-from uvhost.commands.check import check, show_config, write_schema
 
 DEFAULT_CONFIG = "uvhost.toml"
 
@@ -115,10 +114,10 @@ def _seconds(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "check":
-        return check(args.file, import_apps=args.import_apps, as_json=args.json, out=sys.stdout)
+    if args.command in ("check", "config", "schema"):
+        return _config_command(args)
     if args.command == "run":
-        from uvhost.commands.run import run  # noqa: PLC0415 - keeps `check` free of uvloop
+        from uvhost.commands.run import run  # noqa: PLC0415 - the others never need it
 
         terminal = sys.stdout if args.dashboard and sys.stdout.isatty() else None
         return run(args.file, err=sys.stderr, reload_code=args.reload_code, dashboard=terminal)
@@ -130,11 +129,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from uvhost.commands.top import top  # noqa: PLC0415 - only top needs Live
 
         return top(args.file, interval=args.interval, out=sys.stdout, err=sys.stderr)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse restricts choices
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    """check, config and schema: imported only for them (rich and tomli_w stay out of `run`)."""
+    from uvhost.commands.check import check, show_config, write_schema  # noqa: PLC0415
+
+    if args.command == "check":
+        return check(args.file, import_apps=args.import_apps, as_json=args.json, out=sys.stdout)
     if args.command == "config":
         return show_config(args.file, out=sys.stdout, err=sys.stderr)
-    if args.command == "schema":
-        return write_schema(args.output, args.markdown, out=sys.stdout)
-    raise AssertionError(f"unhandled command {args.command}")  # argparse restricts choices
+    return write_schema(args.output, args.markdown, out=sys.stdout)
 
 
 if __name__ == "__main__":

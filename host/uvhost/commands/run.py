@@ -12,9 +12,6 @@ import logging
 from pathlib import Path
 from typing import TextIO
 
-import uvloop
-
-from uvhost.commands.dashboard_run import logs_to_panel, print_tail, show
 from uvhost.commands.report import print_diagnostics
 from uvhost.config.load import LoadResult, load_config
 from uvhost.observe.logpanel import LogPanel
@@ -41,6 +38,8 @@ def run(
         return EXIT_INVALID
     if dashboard is None:
         return _serve(result, path, reload_code, None)
+    from uvhost.commands.dashboard_run import logs_to_panel, print_tail  # noqa: PLC0415 - rich only on a TTY
+
     panel = LogPanel()
     try:
         with logs_to_panel(panel):
@@ -78,7 +77,9 @@ def _serve(
     if dashboard is not None:
         supervisor.services.output = dashboard[0].add
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        # The supervisor's loop is plain asyncio: it moves a few messages a second, and
+        # uvloop would add ~11 MiB to the resident size of a process that never serves.
+        with asyncio.Runner() as runner:
             return runner.run(_supervise(supervisor, dashboard))
     finally:
         supervisor.sockets.close()  # the current set: reloads may have replaced some
@@ -88,6 +89,8 @@ def _serve(
 async def _supervise(supervisor: Supervisor, dashboard: tuple[LogPanel, TextIO] | None) -> int:
     if dashboard is None:
         return await supervisor.run()
+    from uvhost.commands.dashboard_run import show  # noqa: PLC0415 - rich only on a TTY
+
     panel, terminal = dashboard
     drawing = asyncio.ensure_future(show(supervisor.status, panel, terminal))
     try:
