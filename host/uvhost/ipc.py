@@ -15,9 +15,12 @@ import asyncio
 import pickle
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from uvhost.config.model import LoggingSettings
 from uvhost.config.plan import Plan
+
+if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
+    from uvhost.config.model import LoggingSettings
 
 # Close codes a draining worker sends to open WebSockets (RFC 6455 / IANA).
 GOING_AWAY = 1001  # the host is stopping

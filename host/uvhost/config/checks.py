@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from uvhost.config.errors import Problem, did_you_mean
-from uvhost.config.model import BUILTIN_TARGETS, HostConfig, Listener, TlsSettings
+from uvhost.config.model import HostConfig, Listener, TlsSettings
+from uvhost.config.names import BUILTIN_TARGETS
 from uvhost.config.plan import components, normalise_prefix, requested_workers
 from uvhost.config.types import BindAddress, SystemdBind, TcpBind, UnixBind
 

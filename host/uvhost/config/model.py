@@ -41,6 +41,7 @@ from uvhost.config.fields import (
     RootPath,
     Workers,
 )
+from uvhost.config.names import BUILTIN_TARGETS
 from uvhost.config.types import (
     NAME_PATTERN,
     AppTarget,
@@ -51,7 +52,6 @@ from uvhost.config.types import (
     check_name,
 )
 
-BUILTIN_TARGETS = ("@health", "@metrics")
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 

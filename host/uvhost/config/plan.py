@@ -18,11 +18,16 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from uvhost.config.model import BUILTIN_TARGETS, HostConfig, Listener
+from uvhost.config.detach import detach
+from uvhost.config.names import BUILTIN_TARGETS
+
+if TYPE_CHECKING:  # workers import this module without pydantic (see detach.py)
+    from uvhost.config.model import HostConfig, Listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,11 @@ class Plan:
     def app_dir(self, app: str) -> Path:
         """Where an app is imported from: its app_dir, else the config file's folder."""
         return self.config.apps[app].app_dir or self.base_dir
+
+    def detached(self) -> Plan:
+        """This plan as workers receive it: the config as plain records (see detach.py)."""
+        detached: HostConfig = detach(self.config)
+        return replace(self, config=detached)
 
     def group(self, name: str) -> WorkerGroup:
         for group in self.groups:

@@ -22,9 +22,11 @@ import logging
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from uvhost.config.model import LoggingSettings
+if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
+    from uvhost.config.model import LoggingSettings
+
 
 _INSTALLED: list[logging.Handler] = []
 ACCESS_FIELDS = ("client", "method", "path", "status", "bytes", "duration_ms", "app", "listener")

@@ -17,13 +17,15 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from uvhost.config.model import Listener
 from uvhost.observe.stats import RouteStats
 from uvhost.server import wire
 from uvhost.server.proxy import TrustedProxies
 from uvhost.server.router import Router
+
+if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
+    from uvhost.config.model import Listener
 
 AccessLog = Callable[..., None]
 

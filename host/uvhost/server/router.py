@@ -37,12 +37,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from uvhost.config.model import AppSettings, Listener, WebSocketSettings
 from uvhost.config.plan import RouteTable
 from uvhost.observe.stats import RouteStats
 from uvhost.server.asgi_types import ASGIApp
+
+if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
+    from uvhost.config.model import AppSettings, Listener, WebSocketSettings
 
 __all__ = ["BUILTIN_MAX_BODY_BYTES", "Endpoint", "Router"]
 

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from uvhost.config.model import TlsSettings
+if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
+    from uvhost.config.model import TlsSettings
+
 
 __all__ = ["ALPN_PROTOCOLS", "TlsSetupError", "build_context"]
 

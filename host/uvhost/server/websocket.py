@@ -30,7 +30,7 @@ import enum
 import logging
 import os
 from collections import deque
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
@@ -40,13 +40,15 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from uvhost.config.model import WebSocketSettings
 from uvhost.observe.stats import REQUESTS, WEBSOCKETS, WEBSOCKETS_OPEN, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import Message, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.flow import WriteFlow
 from uvhost.server.router import Endpoint
+
+if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
+    from uvhost.config.model import WebSocketSettings
 
 logger = logging.getLogger("uvhost.error")
 protocol_logger = logging.getLogger("uvhost.websocket.protocol")

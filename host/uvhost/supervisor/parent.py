@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from uvhost import __version__, ipc
+from uvhost.config.detach import detach
 from uvhost.config.diff import ChangeKind, PlanDiff, diff
 from uvhost.config.errors import render
 from uvhost.config.load import LoadResult, load_config
@@ -415,7 +416,7 @@ class Supervisor:
         if any(c.subject == "logging" for c in changes.of(ChangeKind.LIVE)):
             configure(new.config.logging)
             for runner in self.groups.values():
-                runner.broadcast(ipc.ApplyLogging(new.config.logging))
+                runner.broadcast(ipc.ApplyLogging(detach(new.config.logging)))
         for listener in changes.subjects(ChangeKind.CERTIFICATE_RELOADED):
             group = next(g.name for g in new.groups if listener in g.listeners)
             self.groups[group].broadcast(ipc.ReloadCertificates((listener,)))

@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from uvhost import ipc
 from uvhost.observe.stats import StatsBook
@@ -94,7 +94,7 @@ class WorkerProcess:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
         worker = cls(spec, process, reader, writer, services=services)
-        writer.write(ipc.frame(ipc.Hello(spec, fds)))
+        writer.write(ipc.frame(ipc.Hello(replace(spec, plan=spec.plan.detached()), fds)))
         background(worker._listen())
         if process.stdout is not None and services.output is not None:
             background(_forward_lines(process.stdout, services.output))
