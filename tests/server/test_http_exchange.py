@@ -260,6 +260,38 @@ def test_scope_from_an_absolute_form_target(host):
     assert scope["query_string"] == b"q=1"
 
 
+def test_options_asterisk_reaches_the_app_owning_the_port(serve):
+    whole_port = (
+        '[listeners.main]\nbind = "127.0.0.1:0"\napp = "scope"\n\n'
+        '[apps.scope]\ntarget = "apps:scope_app"\nlifespan = "off"\n'
+    )
+    host = serve(whole_port, APPS)
+    with host.raw() as raw:
+        raw.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.read_response().status == 200
+        raw.send(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection stays usable
+        assert raw.read_response().status == 200
+    asterisk = host.module.scopes[-2]
+    assert asterisk["method"] == "OPTIONS"
+    assert asterisk["path"] == "*"
+    assert asterisk["raw_path"] == b"*"
+    assert asterisk["query_string"] == b""
+
+
+def test_options_asterisk_without_a_root_mount_is_404(host):
+    with host.raw() as raw:
+        raw.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.read_response().status == 404
+
+
+def test_asterisk_target_with_another_method_is_400_and_closed(host):
+    with host.raw() as raw:
+        raw.send(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = raw.read_response()
+        assert response.status == 400
+        assert raw.closed_by_server()
+
+
 def test_scope_with_invalid_utf8_percent_escape(host):
     with host.raw() as raw:
         raw.send(b"GET /scope/%FF%00x HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -182,7 +182,13 @@ class HttpProtocol(asyncio.Protocol):
         url = self.url
         if url[:1] == b"/":  # origin-form, nearly every request: no URL object needed
             raw_path, _, query = url.partition(b"?")
-        else:  # absolute-form ("http://host/path") or asterisk-form ("*")
+        elif url == b"*":
+            # asterisk-form (RFC 9112 3.2.4), OPTIONS only: about the server as a whole, so
+            # it goes to the app that owns the whole port or "/", with path "*".
+            if parser.get_method() != b"OPTIONS":
+                raise ValueError("the asterisk-form target is for OPTIONS only")  # 400
+            raw_path, query = url, b""
+        else:  # absolute-form ("http://host/path")
             parsed = httptools.parse_url(url)
             raw_path, query = parsed.path or b"/", parsed.query or b""
         path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,14 @@ from uvhost.supervisor import control, pidfile, systemd
 from uvhost.supervisor.devreload import CodeWatch
 from uvhost.supervisor.groups import GroupRunner, discard
 from uvhost.supervisor.process import HostServices, WorkerStartError
-from uvhost.supervisor.sockets import BindError, BoundSocket, SocketSet, adjust, bind
+from uvhost.supervisor.sockets import (
+    BindError,
+    BoundSocket,
+    SocketSet,
+    adjust,
+    bind,
+    close_unless_kept,
+)
 from uvhost.supervisor.tasks import background
 from uvhost.supervisor.watch import fingerprint, watch_files
 
@@ -399,15 +406,11 @@ class Supervisor:
         try:
             await self._start_groups(new, to_start)
         except WorkerStartError as error:
-            for name, bound in added.items():
-                if old_sockets.sockets.get(name) is not bound:
-                    bound.close()
+            close_unless_kept(added.values(), old_sockets)
             self.sockets = old_sockets
             return str(error)
         self._push_live(new, changes, rolled=to_start)
-        for name, bound in old_sockets.sockets.items():
-            if self.sockets.sockets.get(name) is not bound:
-                bound.close()  # workers that still drain hold their own copies
+        close_unless_kept(old_sockets, self.sockets)  # draining workers hold their own copies
         self.plan = new
         return None
 
@@ -430,22 +433,35 @@ class Supervisor:
     def _bind_new_sockets(self, new: Plan, changes: PlanDiff) -> dict[str, BoundSocket]:
         """Sockets for added listeners and changed binds; all or none.
 
-        A listener whose address stays (only backlog or unix_mode changed)
-        keeps its socket: the old generation still accepts on it, so binding
-        the address again would fail.
+        An address that stays keeps its socket, even when its listener is
+        renamed or another listener takes it over: the old generation still
+        accepts on it, so binding the address again would fail, and clients
+        must never find it closed between the two generations.
         """
-        changed = changes.subjects(ChangeKind.LISTENER_CHANGED)
+        listeners = new.config.listeners
+        released = {  # held sockets whose listener leaves their address
+            bound.address: bound
+            for name, bound in self.sockets.sockets.items()
+            if name not in listeners or listeners[name].bind != bound.address
+        }
         added: dict[str, BoundSocket] = {}
         try:
-            for name in (*changes.subjects(ChangeKind.LISTENER_ADDED), *changed):
-                listener = new.config.listeners[name]
+            for name in (
+                *changes.subjects(ChangeKind.LISTENER_ADDED),
+                *changes.subjects(ChangeKind.LISTENER_CHANGED),
+            ):
+                listener = listeners[name]
                 current = self.sockets.sockets.get(name)
                 if current is not None and current.address == listener.bind:
                     adjust(current, listener)
                     continue
+                taken_over = released.pop(listener.bind, None)
+                if taken_over is not None:
+                    adjust(taken_over, listener)
+                    added[name] = replace(taken_over, name=name)
+                    continue
                 added[name] = bind(name, listener)
         except BindError:
-            for bound in added.values():
-                bound.close()
+            close_unless_kept(added.values(), self.sockets)
             raise
         return added

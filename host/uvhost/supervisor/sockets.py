@@ -110,6 +110,14 @@ def bind(name: str, listener: Listener) -> BoundSocket:
         raise BindError(f'listener "{name}" cannot listen on {address}: {reason}') from error
 
 
+def close_unless_kept(candidates: Iterable[BoundSocket], kept: SocketSet) -> None:
+    """Close each candidate whose socket `kept` does not hold (under any listener name)."""
+    keep = {id(bound.sock) for bound in kept}
+    for bound in candidates:
+        if id(bound.sock) not in keep:
+            bound.close()
+
+
 def adjust(bound: BoundSocket, listener: Listener) -> None:
     """A kept socket takes the settings that change in place: backlog, a Unix file's mode."""
     bound.sock.listen(listener.backlog)
