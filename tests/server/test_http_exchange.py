@@ -133,6 +133,13 @@ async def slow_consumer(scope, receive, send):
     await send({"type": "http.response.body", "body": str(received_total).encode()})
 
 
+async def linger(scope, receive, send):
+    """Completes its response, then keeps running (no await of the connection's) for 5 s."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"done"})
+    await asyncio.sleep(5)
+
+
 async def firehose(scope, receive, send):
     """Streams 64 KiB chunks as fast as `send` lets it, up to 256 MiB."""
     global sent_chunks
@@ -158,6 +165,7 @@ ROUTES = {
     "no_reader": "/no-reader",
     "slow_consumer": "/slow-consumer",
     "firehose": "/firehose",
+    "linger": "/linger",
 }
 
 
@@ -443,6 +451,16 @@ def test_no_body_statuses(host, code):
         assert response.raw.endswith(b"x-status: %d\r\n\r\n" % code)
         raw.send(b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n")
         assert raw.read_response().raw == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+def test_a_complete_response_leaves_while_its_app_keeps_running(host):
+    """Responses are held to the end of the loop turn, never until the app returns."""
+    with host.raw(timeout=3) as raw:
+        for _ in range(2):  # and the connection serves the next request meanwhile
+            raw.send(b"GET /linger HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = raw.read_response()
+            assert response.status == 200
+            assert response.body == b"done"
 
 
 def test_httpx_sees_streamed_and_plain_responses(host):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from uvhost.observe.stats import RouteStats
 from uvhost.server import wire
+from uvhost.server.flow import TurnWriter
 from uvhost.server.proxy import TrustedProxies
 from uvhost.server.router import Router
 
@@ -83,6 +84,8 @@ class ListenerContext:
     next_tick: float = 0.0
     """The loop time of the worker's next tick: an idle-since stamp that costs no clock
     call, never early (so a timeout never fires early), at most one tick late."""
+    turn_writer: TurnWriter = field(default_factory=TurnWriter)
+    """Responses completed in this loop turn, written together at its end (see flow.py)."""
     unrouted: RouteStats = field(default_factory=RouteStats)
     """Requests no route answered: 404s, and faults the host answered itself (400, 408...)."""
 

@@ -283,6 +283,7 @@ class HttpProtocol(asyncio.Protocol):
         settings = endpoint.websocket
         if settings is None:
             return
+        self.flush()  # a response held for the end of this turn goes before the handshake's
         self.transport = None
         websocket = WebSocketProtocol(
             self.context,
@@ -363,7 +364,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def finish_response(self, exchange: Exchange, data: bytes) -> None:
         """The last bytes of a response: one write, then keep-alive, the next request or close."""
-        self.write_now(data)
+        if data:
+            self.hold(data)
         exchange.record(exchange.status)
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
@@ -421,14 +423,18 @@ class HttpProtocol(asyncio.Protocol):
         self.pending.append(data)
         self.pending_size += len(data)
 
-    async def write(self, data: bytes) -> None:
+    def hold(self, data: bytes) -> None:
+        """Write `data` at the end of this loop turn with whatever else is held (flow.py)."""
         self.pending.append(data)
         self.pending_size += len(data)
         if self.pending_size >= FLUSH_THRESHOLD:
             self.flush()
         elif not self.flush_scheduled:
             self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.context.turn_writer.flush_later(self)
+
+    async def write(self, data: bytes) -> None:
+        self.hold(data)
         await self.flow.wait()
 
     def flush(self) -> None:
@@ -513,6 +519,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.record(0)
         if self.transport is not None:
+            self.flush()  # a complete response still held goes out before the cut
             self.transport.abort()
 
     def shutdown(self, code: int = 1001) -> None:  # HTTP has no close code; WebSockets do
