@@ -140,6 +140,13 @@ async def linger(scope, receive, send):
     await asyncio.sleep(5)
 
 
+async def dawdle(scope, receive, send):
+    """Waits 5 s before it answers."""
+    await asyncio.sleep(5)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"late"})
+
+
 async def firehose(scope, receive, send):
     """Streams 64 KiB chunks as fast as `send` lets it, up to 256 MiB."""
     global sent_chunks
@@ -166,6 +173,7 @@ ROUTES = {
     "slow_consumer": "/slow-consumer",
     "firehose": "/firehose",
     "linger": "/linger",
+    "dawdle": "/dawdle",
 }
 
 
@@ -461,6 +469,22 @@ def test_a_complete_response_leaves_while_its_app_keeps_running(host):
             response = raw.read_response()
             assert response.status == 200
             assert response.body == b"done"
+
+
+def test_responses_ready_together_never_wait_for_the_apps_beside_them(host):
+    """Many requests in flight at once, so apps share loop turns; every other app waits
+    5 s before answering, or keeps running after its answer: the quick answers still
+    arrive at once (nothing is held past the turn that completed it)."""
+    raws = [host.raw(timeout=3) for _ in range(40)]
+    try:
+        for index, raw in enumerate(raws):
+            path = (b"/scope/quick", b"/dawdle", b"/linger", b"/dawdle")[index % 4]
+            raw.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        quick = [raw.read_response() for index, raw in enumerate(raws) if index % 2 == 0]
+    finally:
+        for raw in raws:
+            raw.close()
+    assert [response.status for response in quick] == [200] * 20
 
 
 def test_httpx_sees_streamed_and_plain_responses(host):

@@ -48,12 +48,20 @@ class Flushable(Protocol):
 
 
 class TurnWriter:
-    """Connections with bytes held for the end of this loop turn; one callback flushes all."""
+    """Connections with bytes held for the end of this loop turn; one callback flushes all.
 
-    __slots__ = ("waiting",)
+    `starting` counts request tasks created but not yet run: while it is above
+    zero, more apps are about to run in this turn, so a finished response is
+    held; the last one to finish writes them all, in the same turn. The
+    callback scheduled by `flush_later` is the safety net for a batch whose
+    last app awaits something else: nothing is held past the next turn.
+    """
+
+    __slots__ = ("starting", "waiting")
 
     def __init__(self) -> None:
         self.waiting: list[Flushable] = []
+        self.starting = 0
 
     def flush_later(self, connection: Flushable) -> None:
         """Flush `connection` once the loop has run what is ready now (call once per turn)."""

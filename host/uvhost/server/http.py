@@ -312,9 +312,11 @@ class HttpProtocol(asyncio.Protocol):
         exchange.stats.counts[REQUESTS] += 1  # counted once it ends
         endpoint = exchange.endpoint
         app = endpoint.app if endpoint is not None else not_found
+        self.context.turn_writer.starting += 1
         self.loop.create_task(self._run(app, exchange))
 
     async def _run(self, app: Any, exchange: Exchange) -> None:
+        self.context.turn_writer.starting -= 1
         try:
             await app(exchange.scope, exchange.receive, exchange.send)
         except ResponseTooLongError as error:
@@ -364,8 +366,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def finish_response(self, exchange: Exchange, data: bytes) -> None:
         """The last bytes of a response: one write, then keep-alive, the next request or close."""
-        if data:
+        turn = self.context.turn_writer
+        if turn.starting:  # more requests run right after this one: write after them (flow.py)
             self.hold(data)
+        else:  # the last of this turn's batch, or alone: everything held leaves now
+            self.write_now(data)
+            turn.flush_all()
         exchange.record(exchange.status)
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
