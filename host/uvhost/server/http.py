@@ -371,7 +371,8 @@ class HttpProtocol(asyncio.Protocol):
             self.hold(data)
         else:  # the last of this turn's batch, or alone: everything held leaves now
             self.write_now(data)
-            turn.flush_all()
+            if turn.waiting:
+                turn.flush_all()
         exchange.record(exchange.status)
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
