@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
 from websockets.sync.client import ClientConnection, connect
 
 TIMEOUT = 5.0
@@ -24,7 +25,7 @@ TIMEOUT = 5.0
 CONFIG = """
 [listeners.main]
 bind = "127.0.0.1:0"
-routes = { "/" = "small", "/plain" = "plain", "/keepalive" = "keepalive" }
+routes = { "/" = "small", "/plain" = "plain", "/keepalive" = "keepalive", "/all" = "all" }
 
 [apps.small]
 target = "apps:echo"
@@ -37,6 +38,12 @@ target = "apps:echo"
 lifespan = "off"
 [apps.plain.websocket]
 per_message_deflate = false
+
+[apps.all]
+target = "apps:echo"
+lifespan = "off"
+[apps.all.websocket]
+deflate_min_bytes = 1
 
 [apps.keepalive]
 target = "apps:echo"
@@ -156,6 +163,46 @@ def test_compression_negotiated_when_on(host):
         text = "compress me " * 50
         client.send(text)
         assert client.recv(timeout=TIMEOUT) == text
+
+
+def compressed_flags(client: ClientConnection) -> list[bool]:
+    """RSV1 of every data frame the client reads from here on: set = compressed on the wire."""
+    deflate = client.protocol.extensions[0]
+    flags: list[bool] = []
+    decode = deflate.decode
+
+    def watching(frame: Any, **options: Any) -> Any:
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+            flags.append(frame.rsv1)
+        return decode(frame, **options)
+
+    deflate.decode = watching  # type: ignore[method-assign]
+    return flags
+
+
+def test_small_messages_go_out_uncompressed(host):
+    """Under deflate_min_bytes (default 128) a message leaves plain, at it or above compressed;
+    interleaving both keeps the compression contexts in step (context takeover is on)."""
+    with ws(host, "/", compression="deflate") as client:
+        flags = compressed_flags(client)
+        sent = []
+        for round_ in range(20):
+            for text in (f"tiny {round_}", "y" * 127, "z" * 128, f"big {round_} " * 40):
+                client.send(text)
+                sent.append(text)
+                assert client.recv(timeout=TIMEOUT) == text
+            client.send(b"\x00" * 10)
+            assert client.recv(timeout=TIMEOUT) == b"\x00" * 10
+        assert flags == [False, False, True, True, False] * 20
+
+
+def test_min_bytes_one_compresses_every_message(host):
+    with ws(host, "/all", compression="deflate") as client:
+        flags = compressed_flags(client)
+        for text in ("a", "bb" * 30, "c" * 500):
+            client.send(text)
+            assert client.recv(timeout=TIMEOUT) == text
+        assert flags == [True, True, True]
 
 
 def test_compression_not_negotiated_when_off(host):

@@ -347,6 +347,13 @@ class WebSocketSettings(Section):
     per_message_deflate: bool = Field(
         True, description="Offer permessage-deflate compression.", examples=[False]
     )
+    deflate_min_bytes: ByteSize = Field(
+        128,
+        description="With compression negotiated, messages shorter than this are sent "
+        "uncompressed: deflating a few bytes costs more CPU than it saves on the wire. "
+        "1 compresses every message.",
+        examples=["1KiB"],
+    )
 
 
 class AppSettings(Section):

@@ -46,6 +46,7 @@ from uvhost.server.asgi_types import Message, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.flow import WriteFlow
 from uvhost.server.router import Endpoint
+from uvhost.server.ws_deflate import skip_small_messages
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
     from uvhost.config.model import WebSocketSettings
@@ -162,6 +163,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self.close()
             return
         self.handshake = response
+        self.ws.extensions = skip_small_messages(
+            self.ws.extensions, self.settings.deflate_min_bytes
+        )
         self.stats.counts[REQUESTS] += 1
         self.task = self.loop.create_task(self._run())
         if rest:
