@@ -83,7 +83,8 @@ class RouteStats:
         """One request ended; `status` 0 when no response went out (100-599 otherwise)."""
         counts = self.counts
         counts[STATUS_BASE + status // 100] += 1
-        counts[BYTES_IN] += bytes_in
+        if bytes_in:  # most requests have no body: a compare is cheaper than a big-int add
+            counts[BYTES_IN] += bytes_in
         counts[BYTES_OUT] += bytes_out
         counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS, clock() - started_at)] += 1
 
