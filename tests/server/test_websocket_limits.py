@@ -25,7 +25,12 @@ TIMEOUT = 5.0
 CONFIG = """
 [listeners.main]
 bind = "127.0.0.1:0"
-routes = { "/" = "small", "/plain" = "plain", "/keepalive" = "keepalive", "/all" = "all" }
+[listeners.main.routes]
+"/" = "small"
+"/plain" = "plain"
+"/keepalive" = "keepalive"
+"/all" = "all"
+"/laggard" = "laggard"
 
 [apps.small]
 target = "apps:echo"
@@ -45,6 +50,14 @@ lifespan = "off"
 [apps.all.websocket]
 deflate_min_bytes = 1
 
+[apps.laggard]
+target = "apps:slow_start"
+lifespan = "off"
+[apps.laggard.websocket]
+max_queue = 1
+ping_interval = "0.5s"
+ping_timeout = "0.5s"
+
 [apps.keepalive]
 target = "apps:echo"
 lifespan = "off"
@@ -54,6 +67,7 @@ ping_timeout = "1s"
 """
 
 APPS = r"""
+import asyncio
 import queue
 
 reports = queue.Queue()
@@ -66,6 +80,19 @@ async def echo(scope, receive, send):
         message = await receive()
         if message["type"] == "websocket.disconnect":
             reports.put(("disconnect", message))
+            return
+        message["type"] = "websocket.send"
+        await send(message)
+
+
+async def slow_start(scope, receive, send):
+    # Accepts, then takes nothing for 3 s: the queue fills and reading pauses.
+    await receive()
+    await send({"type": "websocket.accept"})
+    await asyncio.sleep(3)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
             return
         message["type"] = "websocket.send"
         await send(message)
@@ -243,6 +270,21 @@ def test_silent_peer_is_closed_by_ping_timeout_and_a_live_one_stays(host):
         live.send("still here")
         assert live.recv(timeout=TIMEOUT) == "still here"
         assert live.protocol.state.name == "OPEN"
+
+
+def test_pong_unread_while_the_app_lags_is_not_a_silent_peer(host):
+    """max_queue = 1 and an app that takes nothing for 3 s: reading pauses, so the client's
+    pongs (answered at once by its library) sit unread behind its messages for six ping
+    timeouts. The connection survives, every message is echoed, pings go on afterwards."""
+    with ws(host, "/laggard", ping_interval=None) as client:
+        sent = [f"message {index}" for index in range(5)]
+        for text in sent:
+            client.send(text)
+        assert [client.recv(timeout=TIMEOUT) for _ in sent] == sent
+        time.sleep(1.6)  # pings answered while reading again: at least one full round
+        client.send("later")
+        assert client.recv(timeout=TIMEOUT) == "later"
+        assert client.protocol.state.name == "OPEN"
 
 
 # ----------------------------------------------------------------- raw helpers

@@ -413,6 +413,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.reading_paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+        if self.ping_payload is not None and self.ping_timer is None and self.phase is OPEN:
+            # A ping timed out while we were not reading: wait for its pong from now on.
+            self.ping_timer = self.loop.call_later(self.settings.ping_timeout, self._ping_timed_out)
 
     def _flush(self) -> None:
         transport = self.transport
@@ -492,6 +495,11 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _ping_timed_out(self) -> None:
         self.ping_timer = None
+        if self.reading_paused and self.ws.state is State.OPEN:
+            # We stopped reading (the app lags behind max_queue): the pong may be sitting
+            # unread behind messages the app has not taken yet. Our lag is not the peer's
+            # silence; `_resume_reading` gives the pong a full ping_timeout once we read again.
+            return
         if self.ws.state is State.OPEN:
             self.ws.fail(INTERNAL_ERROR, "keepalive ping timeout")
             self._flush()

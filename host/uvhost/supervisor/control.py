@@ -45,11 +45,7 @@ def socket_path(host: HostSettings, config_path: Path) -> Path | None:
     if isinstance(setting, Path):
         return setting
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = (
-        Path(runtime) / "uvhost"
-        if runtime
-        else _temp_root() / f"uvhost-{os.getuid()}"
-    )
+    base = Path(runtime) / "uvhost" if runtime else _temp_root() / f"uvhost-{os.getuid()}"
     digest = hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:16]
     return base / f"{digest}.sock"
 
