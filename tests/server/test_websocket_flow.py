@@ -14,6 +14,7 @@ import base64
 import os
 import select
 import socket
+import threading
 import time
 from typing import Any
 
@@ -51,6 +52,12 @@ async def app(scope, receive, send):
     await receive()
     await send({"type": "websocket.accept"})
     gate = release[scope["path"]] = asyncio.Event()
+    if scope["path"] == "/echo":
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
     if scope["path"] == "/lagging":
         reports.put(("accepted", None))
         await gate.wait()
@@ -136,6 +143,7 @@ def server_side(host) -> dict[str, Any]:
         return {
             "queued": len(found.incoming),
             "reading_paused": found.reading_paused,
+            "answers_backed_up": found.answers_backed_up,
             "write_buffer": transport.get_write_buffer_size(),
             "write_limits": transport.get_write_buffer_limits(),
         }
@@ -223,6 +231,57 @@ def test_a_send_cancelled_by_a_timeout_does_not_break_later_sends(host):
                 assert payload == b"after the timeout"
                 break
         assert report(host, "later send") == "ok"
+
+
+def test_client_that_pings_and_never_reads_stops_being_read(host):
+    """Pongs are written without the app, so no `send` waits for them: a peer that floods
+    pings and reads nothing must stall in its own kernel buffers, not in our write buffer.
+    Once it reads, every ping is answered exactly once and the connection serves on."""
+    ping = frame(0x9, b"p" * 125)
+    wire = ping * 1000
+    with handshake(host, "/echo", sndbuf=16 * 1024, rcvbuf=16 * 1024) as sock:
+        sock.setblocking(False)
+        sent = 0
+        stalled = False
+        deadline = time.monotonic() + 2 * TIMEOUT
+        while time.monotonic() < deadline and sent < 64 * 1024 * 1024:
+            try:
+                sent += sock.send(wire[sent % len(ping) :])  # stays aligned: wire is whole pings
+            except BlockingIOError:
+                _, writable, _ = select.select([], [sock], [], STALL)
+                if not writable:
+                    stalled = True
+                    break
+        assert stalled, f"the client sent {sent / 2**20:.0f} MiB of pings without stalling"
+        state = server_side(host)
+        assert state["answers_backed_up"]
+        assert not state["reading_paused"]  # the app is not the one behind
+        high = state["write_limits"][1]
+        assert state["write_buffer"] <= high + len(wire)
+        print(
+            f"\nping flood: the client stalled after {sent / 1024:.0f} KiB of pings; the "
+            f"server's write buffer {state['write_buffer'] / 1024:.0f} KiB (mark {high / 1024:.0f})"
+        )
+
+        sock.setblocking(True)
+        sock.settimeout(TIMEOUT)
+        rest = wire[sent % len(ping) : len(ping)] if sent % len(ping) else b""
+        pings = (sent + len(rest)) // len(ping)
+        sender = threading.Thread(target=sock.sendall, args=(rest + frame(0x1, b"after"),))
+        sender.start()
+        peer = RawReader(sock)
+        pongs = 0
+        while True:
+            opcode, payload = peer.read_frame()
+            if opcode == 0xA:
+                assert payload == b"p" * 125
+                pongs += 1
+                continue
+            assert (opcode, payload) == (0x1, b"after")
+            break
+        sender.join(TIMEOUT)
+        assert pongs == pings
+        assert not server_side(host)["answers_backed_up"]
 
 
 # ----------------------------------------------------------------- raw helpers

@@ -15,6 +15,8 @@ Invariants:
 - Back-pressure both ways: reading pauses while `max_queue` messages wait
   for the app; the app's `websocket.send` waits while the transport's write
   buffer is full, so a client that does not read cannot grow our memory.
+  Pongs need no app, so reading also pauses while they back up: a client
+  that pings and never reads stalls in its own buffers.
 - The echo path (one whole frame in, one frame out) stays cheap: no
   allocation of ours beyond the ASGI message dict and the one future the app
   waits on, one `transport.write` per frame sent, no extra loop callbacks,
@@ -111,7 +113,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.fragment_opcode: Opcode | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.flow = WriteFlow(loop)
-        self.reading_paused = False
+        self.reading_paused = False  # the app lags: max_queue messages wait for it
+        self.answers_backed_up = False  # the peer does not read the pongs its pings ask for
+        self.socket_paused = False  # what the transport was last told
         self.ping_timer: asyncio.TimerHandle | None = None
         self.ping_payload: bytes | None = None
         self.close_timer: asyncio.TimerHandle | None = None
@@ -369,6 +373,12 @@ class WebSocketProtocol(asyncio.Protocol):
             chunks = ws.data_to_send()  # a pong at most, on the common path
             if chunks and self.transport is not None:
                 self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                if self.flow.blocked is not None:
+                    # Pongs are written without the app, so no send waits for them: a peer
+                    # that pings and never reads would grow our write buffer without end.
+                    # Read nothing more until it takes what is written.
+                    self.answers_backed_up = True
+                    self._set_reading()
             return
         self._ended()
 
@@ -406,13 +416,11 @@ class WebSocketProtocol(asyncio.Protocol):
             waiter.set_result(None)
         if len(incoming) >= self.settings.max_queue and not self.reading_paused:
             self.reading_paused = True
-            if self.transport is not None:
-                self.transport.pause_reading()
+            self._set_reading()
 
     def _resume_reading(self) -> None:
         self.reading_paused = False
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self._set_reading()
         if self.ping_payload is not None and self.ping_timer is None and self.phase is OPEN:
             # A ping timed out while we were not reading: wait for its pong from now on.
             self.ping_timer = self.loop.call_later(self.settings.ping_timeout, self._ping_timed_out)
@@ -478,6 +486,21 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.flow.resume()
+        if self.answers_backed_up:
+            self.answers_backed_up = False
+            self._set_reading()
+
+    def _set_reading(self) -> None:
+        """Read the socket unless the app lags behind max_queue or the peer does not read."""
+        paused = self.reading_paused or self.answers_backed_up
+        transport = self.transport
+        if paused is self.socket_paused or transport is None or transport.is_closing():
+            return
+        self.socket_paused = paused
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     # ---------------------------------------------------------------- pings
 
