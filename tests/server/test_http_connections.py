@@ -1,5 +1,7 @@
 """Connections: keep-alive and its timeout, pipelining, Connection: close, HTTP/1.0, limits."""
 
+import select
+import socket
 import threading
 import time
 
@@ -186,6 +188,67 @@ def test_pipelined_bodies_stay_with_their_requests(host):
         raw.send(post % (3, b"abc") + post % (0, b"") + post % (5, b"hello") + GET % b"/peer")
         answers = [raw.read_response().body for _ in range(4)]
     assert answers[:3] == [b"3", b"0", b"5"]
+
+
+def test_a_client_that_pipelines_and_never_reads_stalls_in_its_own_buffers(host):
+    """A finished answer is written whole, with no app `send` left to wait: a client that
+    sends requests and reads nothing would grow our write buffer without end. The next
+    request waits for the client to read (reading pauses meanwhile); once it reads, every
+    request is answered, in order, on the same connection."""
+    request = GET % b"/peer"
+    wire = request * 2000
+    raw = host.raw()
+    sock = raw.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    port = str(sock.getsockname()[1]).encode()
+    sock.setblocking(False)
+    sent = 0
+    stalled = False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sent < 64 * 1024 * 1024:
+        try:
+            sent += sock.send(wire[sent % len(request) :])  # aligned: wire is whole requests
+        except BlockingIOError:
+            _, writable, _ = select.select([], [sock], [], 1.0)
+            if not writable:
+                stalled = True
+                break
+    assert stalled, f"the client sent {sent / 2**20:.0f} MiB of requests without stalling"
+
+    async def look() -> dict[str, int]:
+        (connection,) = [c for ctx in host.worker.contexts for c in ctx.connections]
+        transport = connection.transport
+        return {
+            "buffer": transport.get_write_buffer_size(),
+            "high": transport.get_write_buffer_limits()[1],
+            "waiting": len(connection.pipeline),
+        }
+
+    state = host.call(look)
+    assert state["buffer"] <= state["high"] + len(request) * 4
+    assert state["waiting"] >= 1  # the next request waits for the client to read
+    print(
+        f"\npipelining, never reading: the client stalled after {sent // len(request)} requests;"
+        f" the server's write buffer {state['buffer'] / 1024:.0f} KiB (mark"
+        f" {state['high'] / 1024:.0f})"
+    )
+
+    sock.setblocking(True)
+    sock.settimeout(5)
+    rest = request[sent % len(request) :] if sent % len(request) else b""
+    last = b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    sender = threading.Thread(target=sock.sendall, args=(rest + last,))
+    sender.start()
+    with raw:
+        bodies = []
+        while not bodies or bodies[-1][1] != b"close":
+            response = raw.read_response()
+            bodies.append((response.body, response.header("connection")))
+        sender.join(5)
+    expected = (sent + len(rest)) // len(request) + 1
+    assert len(bodies) == expected
+    assert {body for body, _ in bodies} == {port}
 
 
 # -------------------------------------------------------------- closing rules

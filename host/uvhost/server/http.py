@@ -243,10 +243,11 @@ class HttpProtocol(asyncio.Protocol):
         )
         self.parsing = exchange
         self.body_since = context.next_tick
-        if self.exchange is None:
+        if self.exchange is None and self.flow.blocked is None:
             self.idle_since = self.head_since = None
             self._start(exchange)
-        else:
+        else:  # behind another request, or until the client reads our answers (resume_writing)
+            self.idle_since = self.head_since = None
             self.pipeline.append(exchange)
             self.update_reading()
 
@@ -392,8 +393,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.exchange = None
         if self.pipeline:
-            self._start(self.pipeline.popleft())
-            self.update_reading()
+            self.start_next()
             return
         if self.reading_paused:  # otherwise nothing to resume: skip the checks
             self.update_reading()
@@ -454,6 +454,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.flow.resume()
+        self.start_next()
+
+    def start_next(self) -> None:
+        """Start the next pipelined request, unless the client is not reading our answers:
+        then it waits for `resume_writing`, and reading stays paused (the pipeline is not
+        empty), so a client that sends and never reads cannot grow our write buffer."""
+        if self.exchange is None and self.pipeline and self.flow.blocked is None:
+            self._start(self.pipeline.popleft())
+            self.update_reading()
 
     # ------------------------------------------------------------- reading
 
