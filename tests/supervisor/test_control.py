@@ -8,14 +8,9 @@
 """
 
 import json
-import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
-
-from uvhost.config.model import HostSettings
-from uvhost.supervisor.control import socket_path
 
 CONFIG = """
 [host]
@@ -100,29 +95,3 @@ def test_control_socket_off(tmp_path, launch, listener, kit):
     assert answer.returncode == 1
     assert '"off"' in answer.stderr
     assert kit.who(web)["greeting"] == "one"
-
-
-def test_default_socket_folder_follows_the_environment(tmp_path, monkeypatch):
-    """XDG_RUNTIME_DIR first, then the temp folder as tempfile would pick it (TMPDIR, TEMP,
-    TMP, /tmp); one socket name per config file."""
-    for name in ("XDG_RUNTIME_DIR", "TMPDIR", "TEMP", "TMP"):
-        monkeypatch.delenv(name, raising=False)
-    config = tmp_path / "uvhost.toml"
-    private = f"uvhost-{os.getuid()}"
-
-    def folder():
-        path = socket_path(HostSettings(), config)
-        assert path is not None
-        assert path.suffix == ".sock"
-        return path.parent
-
-    assert folder() == Path("/tmp") / private
-    monkeypatch.setenv("TMP", str(tmp_path / "tmp"))
-    assert folder() == tmp_path / "tmp" / private
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmpdir"))
-    assert folder() == tmp_path / "tmpdir" / private
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    assert folder() == tmp_path / "run" / "uvhost"
-    one = socket_path(HostSettings(), config)
-    assert socket_path(HostSettings(), config) == one
-    assert socket_path(HostSettings(), tmp_path / "other.toml") != one

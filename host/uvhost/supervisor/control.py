@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import stat
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -45,19 +46,13 @@ def socket_path(host: HostSettings, config_path: Path) -> Path | None:
     if isinstance(setting, Path):
         return setting
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "uvhost" if runtime else _temp_root() / f"uvhost-{os.getuid()}"
+    base = (
+        Path(runtime) / "uvhost"
+        if runtime
+        else Path(tempfile.gettempdir()) / f"uvhost-{os.getuid()}"
+    )
     digest = hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:16]
     return base / f"{digest}.sock"
-
-
-def _temp_root() -> Path:
-    """The temporary folder as `tempfile.gettempdir()` finds it on Unix, without importing
-    tempfile (which pulls in shutil, bz2 and lzma: ~1 MiB of the supervisor's memory)."""
-    for name in ("TMPDIR", "TEMP", "TMP"):
-        value = os.environ.get(name)
-        if value:
-            return Path(value)
-    return Path("/tmp")  # noqa: S108 - the fallback gettempdir uses too; the folder is 0700
 
 
 def _private_folder(folder: Path) -> None:
