@@ -294,8 +294,8 @@ class HttpProtocol(asyncio.Protocol):
             settings,
         )
         transport.set_protocol(websocket)
+        self.context.connections.discard(self)  # before start: it may close at once
         websocket.start(transport, self.url.decode("latin-1"), self.headers, rest)
-        self.context.connections.discard(self)
 
     def _pause_for_good(self) -> None:
         if self.transport is not None and not self.reading_paused:

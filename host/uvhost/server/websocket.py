@@ -57,6 +57,7 @@ logger = logging.getLogger("uvhost.error")
 protocol_logger = logging.getLogger("uvhost.websocket.protocol")
 protocol_logger.setLevel(logging.WARNING)  # the library's per-connection chatter is not ours
 
+EARLY_LIMIT = 64 * 1024  # bytes held from a peer that sends before the app accepts
 GOING_AWAY, SERVICE_RESTART, INTERNAL_ERROR, INVALID_DATA = 1001, 1012, 1011, 1007
 ABNORMAL = 1006
 
@@ -109,12 +110,15 @@ class WebSocketProtocol(asyncio.Protocol):
         self.denial_body: list[bytes] = []
         self.connect_sent = False
         self.incoming: deque[Message] = deque()
-        self.fragments: list[bytes | bytearray | memoryview] = []
+        self.fragments = bytearray()  # a fragmented message so far: payload only, however split
         self.fragment_opcode: Opcode | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.flow = WriteFlow(loop)
         self.reading_paused = False  # the app lags: max_queue messages wait for it
         self.answers_backed_up = False  # the peer does not read the pongs its pings ask for
+        self.before_accept = True  # bytes are held, not parsed, until the app accepts
+        self.early = b""  # what came before the accept, fed to the library after it
+        self.early_full = False  # EARLY_LIMIT held: read no more until the accept
         self.socket_paused = False  # what the transport was last told
         self.ping_timer: asyncio.TimerHandle | None = None
         self.ping_payload: bytes | None = None
@@ -149,9 +153,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.ws.receive_data(head)
         events = self.ws.events_received()
         request = events[0] if events and isinstance(events[0], Request) else None
-        response = (
-            self.ws.accept(request) if request is not None else self.ws.reject(400, "Bad Request\n")
-        )
+        if request is None:
+            self._refuse_unparsed()
+            return
+        response = self.ws.accept(request)
         if response.status_code != 101:
             error = self.ws.handshake_exc
             if isinstance(error, InvalidHeaderValue) and error.name == "Sec-WebSocket-Version":
@@ -174,6 +179,27 @@ class WebSocketProtocol(asyncio.Protocol):
         self.task = self.loop.create_task(self._run())
         if rest:
             self.data_received(rest)
+
+    def _refuse_unparsed(self) -> None:
+        """The library refused a head httptools accepted (more than its 128 headers, a line
+        over its 8 KiB, a body) and has ended its side of the stream: its own answer (431,
+        414) goes out, or our 400 when it wrote none. The app is not called."""
+        self.stats = self.context.unrouted  # answered by uvhost, as a bad request is
+        self.stats.counts[REQUESTS] += 1
+        self.phase = Phase.CLOSED
+        answer = b"".join(self.ws.data_to_send())
+        if answer.startswith(b"HTTP/1.1 ") and answer[9:12].isdigit():
+            status = int(answer[9:12])
+        else:
+            status = 400
+            context = self.context
+            answer = wire.canned(
+                400, "bad WebSocket handshake", preamble=context.preamble, defaults=context.defaults
+            )
+        self._count(status)
+        if self.transport is not None:
+            self.transport.write(answer)
+        self.close()
 
     async def _run(self) -> None:
         app = self.endpoint.app
@@ -291,6 +317,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self.phase = Phase.OPEN
         self._flush()
         self._schedule_ping()
+        self.before_accept = self.early_full = False
+        self._set_reading()
+        early, self.early = self.early, b""
+        if early:
+            self.data_received(early)
         if self.drain_code is not None:  # the worker began draining while the app decided
             self._send_close(self.drain_code, "server shutting down")
 
@@ -348,6 +379,15 @@ class WebSocketProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ transport
 
     def data_received(self, data: bytes) -> None:
+        if self.before_accept:
+            # Not parsed before the accept: the library would answer a ping with a pong
+            # ahead of the 101. Held instead (reading still sees the peer leave), up to
+            # EARLY_LIMIT; then reading pauses until the app decides.
+            self.early += data
+            if len(self.early) >= EARLY_LIMIT and not self.early_full:
+                self.early_full = True
+                self._set_reading()
+            return
         ws = self.ws
         ws.receive_data(data)  # any number of frames, whole or partial
         for frame in ws.events_received():
@@ -359,12 +399,12 @@ class WebSocketProtocol(asyncio.Protocol):
                     self._message(opcode, frame.data)
                 else:
                     self.fragment_opcode = opcode
-                    self.fragments.append(frame.data)
+                    self.fragments += frame.data
             elif opcode is CONT:
-                self.fragments.append(frame.data)
+                self.fragments += frame.data
                 if frame.fin:
-                    fragments, self.fragments = self.fragments, []
-                    self._message(self.fragment_opcode, b"".join(fragments))
+                    fragments, self.fragments = self.fragments, bytearray()
+                    self._message(self.fragment_opcode, fragments)
             elif opcode is PONG and frame.data == self.ping_payload:
                 self.ping_payload = None
                 self._schedule_ping()
@@ -373,12 +413,7 @@ class WebSocketProtocol(asyncio.Protocol):
             chunks = ws.data_to_send()  # a pong at most, on the common path
             if chunks and self.transport is not None:
                 self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-                if self.flow.blocked is not None:
-                    # Pongs are written without the app, so no send waits for them: a peer
-                    # that pings and never reads would grow our write buffer without end.
-                    # Read nothing more until it takes what is written.
-                    self.answers_backed_up = True
-                    self._set_reading()
+                self._stop_reading_if_backed_up()
             return
         self._ended()
 
@@ -434,6 +469,7 @@ class WebSocketProtocol(asyncio.Protocol):
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if data and not transport.is_closing():
             transport.write(data)
+            self._stop_reading_if_backed_up()
         if end:
             self.close()  # the closing handshake is complete (or the handshake failed)
         elif self.ws.close_expected() and self.close_timer is None:
@@ -490,9 +526,18 @@ class WebSocketProtocol(asyncio.Protocol):
             self.answers_backed_up = False
             self._set_reading()
 
+    def _stop_reading_if_backed_up(self) -> None:
+        """After writing what reading made the library say (pongs, a close reply): no send
+        waits for those, so a peer that pings and never reads would grow our write buffer
+        without end. Read nothing more until it takes what is written (resume_writing)."""
+        if self.flow.blocked is not None and not self.answers_backed_up:
+            self.answers_backed_up = True
+            self._set_reading()
+
     def _set_reading(self) -> None:
-        """Read the socket unless the app lags behind max_queue or the peer does not read."""
-        paused = self.reading_paused or self.answers_backed_up
+        """Read the socket unless the app has not accepted yet, lags behind max_queue, or
+        the peer does not read what we write."""
+        paused = self.early_full or self.reading_paused or self.answers_backed_up
         transport = self.transport
         if paused is self.socket_paused or transport is None or transport.is_closing():
             return
