@@ -3,8 +3,9 @@
 An app exception before accept is a 500, after accept a close 1011; a
 malformed frame is a close 1002, invalid UTF-8 in text a close 1007 (RFC 6455
 7.4.1, 8.1); a bad handshake is answered by the library (400, or 426 with the
-version we speak) and the app is never called; a draining worker closes open
-WebSockets with 1001 after what the app already sent.
+version we speak; 431 or our 400 for a head only its own parser refuses) and
+the app is never called; a draining worker closes open WebSockets with 1001
+after what the app already sent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ CONFIG = """
 [listeners.main]
 bind = "127.0.0.1:0"
 app = "faulty"
+
+[apps.faulty]
+target = "apps:app"
+lifespan = "off"
+"""
+
+LIMITED = """
+[listeners.main]
+bind = "127.0.0.1:0"
+app = "faulty"
+limit_concurrency = 2
 
 [apps.faulty]
 target = "apps:app"
@@ -224,6 +236,40 @@ def test_bad_handshake_is_answered_and_the_app_not_called(host, name, drop, add,
         assert response.header("connection") == b"close"
         assert raw.closed_by_server()
     assert host.module.calls == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "body", "status"),
+    [
+        (b"".join(b"X-Header-%d: v\r\n" % i for i in range(129)), b"", 431),
+        (b"Cookie: " + b"a" * 9000 + b"\r\n", b"", 431),
+        (b"Content-Length: 5\r\n", b"hello", 400),
+    ],
+    ids=["129 headers", "a 9000-byte header line", "a Content-Length body"],
+)
+def test_head_only_the_library_refuses_is_answered_and_frees_its_slot(
+    serve, caplog, extra, body, status
+):
+    """httptools accepts these heads but the websockets library's own parse refuses them
+    (over its 128 headers, a line over its 8 KiB, a body on the upgrade). The client gets a
+    real answer and a close, the app is not called, nothing fails in the transport, and the
+    connection is forgotten: three of them on a listener with limit_concurrency = 2 leave
+    no ghost holding a slot, so the next request is served, not refused with 503."""
+    host = serve(LIMITED, APPS)
+    request = upgrade_request(b"/echo").replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n") + body
+    for attempt in range(3):
+        with host.raw() as raw:
+            raw.send(request)
+            response = raw.read_response()
+            assert response.status == status, (attempt, response.raw[:200])
+            assert response.header("connection") == b"close"
+            assert raw.closed_by_server()
+    assert host.module.calls == []
+    assert host.request("GET", "/after").status_code == 200
+    host.call(lambda: wait_for_no_connections(host))
+    assert host.module.calls == ["/after"]
+    assert "Fatal error" not in caplog.text
+    assert "AssertionError" not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -6,26 +6,31 @@ kernel buffers instead of piling up in our memory; when the app resumes,
 every message arrives, in order. Write side: a client that does not read
 makes the app's `websocket.send` wait, so the transport's write buffer stays
 near its high-water mark instead of growing with what the app sends.
+Bytes that need no app (pings before the accept or after our close, empty
+continuation frames) must not grow the worker either.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from uvhost.server.websocket import WebSocketProtocol
+from uvhost.server.websocket import EARLY_LIMIT, WebSocketProtocol
 
 TIMEOUT = 5.0
 STALL = 1.0  # a socket that stays unwritable (or an app send that waits) this long is stalled
 MAX_QUEUE = 4
 CHUNK = 64 * 1024
+READ = 256 * 1024  # the most one socket read hands the protocol (uvloop's read buffer)
 
 CONFIG = f"""
 [listeners.main]
@@ -50,9 +55,18 @@ release = {}
 
 async def app(scope, receive, send):
     await receive()
+    if scope["path"] == "/accept-later":
+        gate = release[scope["path"]] = asyncio.Event()
+        reports.put(("connecting", None))
+        await gate.wait()
     await send({"type": "websocket.accept"})
     gate = release[scope["path"]] = asyncio.Event()
-    if scope["path"] == "/echo":
+    if scope["path"] == "/closing":
+        await send({"type": "websocket.close", "code": 1000})
+        reports.put(("closed", None))
+        await receive()  # nothing but the disconnect comes after our close
+        return
+    if scope["path"] in ("/echo", "/accept-later"):
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -128,16 +142,31 @@ def release(host, path: str) -> None:
     host.call(set_gate)
 
 
+def the_websocket(host) -> WebSocketProtocol:
+    """The worker's one WebSocket; call in the loop thread only."""
+    (found,) = [
+        c
+        for ctx in host.worker.contexts
+        for c in ctx.connections
+        if isinstance(c, WebSocketProtocol)
+    ]
+    return found
+
+
+def server_value(host, read: Callable[[WebSocketProtocol], Any]) -> Any:
+    """`read(the worker's one WebSocket)`, run in the loop thread."""
+
+    async def look() -> Any:
+        return read(the_websocket(host))
+
+    return host.call(look)
+
+
 def server_side(host) -> dict[str, Any]:
     """What the worker holds for its one WebSocket, read in the loop thread."""
 
     async def look() -> dict[str, Any]:
-        (found,) = [
-            c
-            for ctx in host.worker.contexts
-            for c in ctx.connections
-            if isinstance(c, WebSocketProtocol)
-        ]
+        found = the_websocket(host)
         transport = found.transport
         assert transport is not None
         return {
@@ -284,6 +313,118 @@ def test_client_that_pings_and_never_reads_stops_being_read(host):
         assert not server_side(host)["answers_backed_up"]
 
 
+def test_ping_before_the_accept_is_answered_after_the_101(host):
+    """Nothing may reach the client before the handshake's answer: bytes sent before the app
+    accepts are held, not parsed, so a ping's pong follows the 101 instead of preceding it
+    (where a client would read the pong as its HTTP response)."""
+    with upgrade(host, "/accept-later", then=frame(0x9, b"with the head")) as sock:
+        report(host, "connecting")
+        sock.sendall(frame(0x9, b"while the app decides"))
+        readable, _, _ = select.select([sock], [], [], 0.5)
+        assert not readable, f"the server wrote before the accept: {sock.recv(200)!r}"
+        release(host, "/accept-later")
+        read_101(sock)
+        peer = RawReader(sock)
+        assert peer.read_frame() == (0xA, b"with the head")
+        assert peer.read_frame() == (0xA, b"while the app decides")
+        sock.sendall(frame(0x1, b"open"))
+        assert peer.read_frame() == (0x1, b"open")
+
+
+def test_ping_flood_before_the_accept_stalls_in_the_client(host):
+    """What a client sends before the app accepts is held for the accept, EARLY_LIMIT at
+    most, then the server stops reading: a client that floods pings while the app decides
+    (and never reads) stalls in its own buffers instead of growing the worker. Once the app
+    accepts, every ping is answered once, after the 101."""
+    ping = frame(0x9, b"p" * 125)
+    wire = ping * 1000
+    with upgrade(host, "/accept-later", sndbuf=16 * 1024, rcvbuf=16 * 1024) as sock:
+        report(host, "connecting")
+        sent = flood(sock, wire, len(ping))
+        assert sent is not None, "the client flooded pings before the accept without stalling"
+        held, full = server_value(host, lambda ws: (len(ws.early), ws.early_full))
+        assert full
+        assert EARLY_LIMIT <= held <= EARLY_LIMIT + READ  # one socket read past the limit
+        readable, _, _ = select.select([sock], [], [], 0)
+        assert not readable  # nothing, not even a pong, before the accept
+        print(
+            f"\nping flood before accept: the client stalled after {sent / 1024:.0f} KiB; "
+            f"the server holds {held / 1024:.0f} KiB (limit {EARLY_LIMIT // 1024} KiB)"
+        )
+
+        release(host, "/accept-later")
+        sock.setblocking(True)
+        sock.settimeout(TIMEOUT)
+        rest = wire[sent % len(ping) : len(ping)] if sent % len(ping) else b""
+        pings = (sent + len(rest)) // len(ping)
+        sender = threading.Thread(target=sock.sendall, args=(rest + frame(0x1, b"after"),))
+        sender.start()
+        read_101(sock)
+        peer = RawReader(sock)
+        pongs = 0
+        while (got := peer.read_frame()) == (0xA, b"p" * 125):
+            pongs += 1
+        assert got == (0x1, b"after")
+        sender.join(TIMEOUT)
+        assert pongs == pings
+
+
+def test_client_that_pings_after_our_close_and_never_reads_stops_being_read(host):
+    """After the app's close frame the library still answers pings until the client's own
+    close (or the close timeout, 20 s here): those pongs back up like any others, so reading
+    pauses and a client that floods pings and never reads stalls in its own buffers instead
+    of growing our write buffer. When it reads and answers the close, it gets our close,
+    every pong, and the end of the connection."""
+    ping = frame(0x9, b"p" * 125)
+    wire = ping * 1000
+    with handshake(host, "/closing", sndbuf=16 * 1024, rcvbuf=16 * 1024) as sock:
+        report(host, "closed")
+        sent = flood(sock, wire, len(ping))
+        assert sent is not None, "the client flooded pings after our close without stalling"
+        state = server_side(host)
+        assert state["answers_backed_up"]
+        high = state["write_limits"][1]
+        assert state["write_buffer"] <= high + READ  # one socket read's pongs past the mark
+        print(
+            f"\nping flood after close: the client stalled after {sent / 1024:.0f} KiB; the "
+            f"server's write buffer {state['write_buffer'] / 1024:.0f} KiB (mark {high / 1024:.0f})"
+        )
+
+        sock.setblocking(True)
+        sock.settimeout(TIMEOUT)
+        rest = wire[sent % len(ping) : len(ping)] if sent % len(ping) else b""
+        pings = (sent + len(rest)) // len(ping)
+        answer = frame(0x8, (1000).to_bytes(2, "big"))
+        sender = threading.Thread(target=sock.sendall, args=(rest + answer,))
+        sender.start()
+        peer = RawReader(sock)
+        assert peer.read_frame() == (0x8, (1000).to_bytes(2, "big"))
+        pongs = 0
+        with contextlib.suppress(EOFError):
+            while True:
+                assert peer.read_frame() == (0xA, b"p" * 125)
+                pongs += 1
+        sender.join(TIMEOUT)
+        assert peer.buffer == b""
+        assert pongs == pings
+
+
+def test_empty_continuation_frames_do_not_grow_the_server(host):
+    """A fragmented message is held as its payload only: 50,000 empty continuation frames
+    (6 bytes each on the wire) leave one byte held, where a list of fragments grew by an
+    entry per frame for as long as the message never ended. The message still arrives
+    whole when it ends."""
+    empty = frame(0x0, b"", fin=False)
+    with handshake(host, "/echo") as sock:
+        peer = RawReader(sock)
+        sock.sendall(frame(0x1, b"x", fin=False) + empty * 50_000 + frame(0x9, b"read"))
+        assert peer.read_frame() == (0xA, b"read")  # every frame before the ping was read
+        assert server_value(host, lambda ws: len(ws.fragments)) == 1
+        sock.sendall(empty * 1000 + frame(0x0, b"yz"))
+        assert peer.read_frame() == (0x1, b"xyz")
+        assert server_value(host, lambda ws: len(ws.fragments)) == 0
+
+
 # ----------------------------------------------------------------- raw helpers
 
 
@@ -311,20 +452,41 @@ class RawReader:
         return first & 0x0F, self._take(length)
 
 
-def frame(opcode: int, payload: bytes) -> bytes:
-    """A final client frame, masked with a zero key (valid, and cheap to build)."""
+def flood(sock: socket.socket, wire: bytes, unit: int, limit: int = 32 * 2**20) -> int | None:
+    """Send `wire` (whole frames of `unit` bytes) over and over without reading, on a
+    non-blocking socket: the bytes sent once it stays unwritable for STALL, or None when
+    `limit` went out (or 2 * TIMEOUT passed) without a stall."""
+    sock.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + 2 * TIMEOUT
+    while time.monotonic() < deadline and sent < limit:
+        try:
+            sent += sock.send(wire[sent % unit :])  # stays aligned: wire is whole frames
+        except BlockingIOError:
+            _, writable, _ = select.select([], [sock], [], STALL)
+            if not writable:
+                return sent
+    return None
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A client frame (final unless told), masked with a zero key (valid, and cheap to build)."""
     size = len(payload)
+    first = (0x80 if fin else 0) | opcode
     if size < 126:
-        head = bytes([0x80 | opcode, 0x80 | size])
+        head = bytes([first, 0x80 | size])
     elif size < 1 << 16:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
+        head = bytes([first, 0x80 | 126]) + size.to_bytes(2, "big")
     else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
+        head = bytes([first, 0x80 | 127]) + size.to_bytes(8, "big")
     return head + b"\x00\x00\x00\x00" + payload
 
 
-def handshake(host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0) -> socket.socket:
-    """A raw socket with small kernel buffers (set before connecting), past the 101."""
+def upgrade(
+    host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0, then: bytes = b""
+) -> socket.socket:
+    """A raw socket with small kernel buffers (set before connecting) that sent an upgrade
+    head, and `then` in the same write; nothing is read."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if sndbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
@@ -335,12 +497,23 @@ def handshake(host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0) -> socket.so
     key = base64.b64encode(os.urandom(16))
     sock.sendall(
         b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), key)
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n%s" % (path.encode(), key, then)
     )
+    return sock
+
+
+def read_101(sock: socket.socket) -> None:
+    """Read the handshake's answer, which must be a 101, and not a byte past it."""
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(1)  # byte by byte: nothing past the head is consumed
         assert chunk, f"closed during the handshake: {head!r}"
         head += chunk
     assert head.startswith(b"HTTP/1.1 101 "), head
+
+
+def handshake(host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0) -> socket.socket:
+    """A raw socket with small kernel buffers (set before connecting), past the 101."""
+    sock = upgrade(host, path, sndbuf=sndbuf, rcvbuf=rcvbuf)
+    read_101(sock)
     return sock
