@@ -1,5 +1,6 @@
 """Connections: keep-alive and its timeout, pipelining, Connection: close, HTTP/1.0, limits."""
 
+import contextlib
 import select
 import socket
 import threading
@@ -56,6 +57,21 @@ async def late_reader(scope, receive, send):
     await body_reader(scope, receive, send)
 
 
+async def noread(scope, receive, send):
+    """Answers at once, body unread."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"early"})
+
+
+async def headers_after_body(scope, receive, send):
+    """Reads the whole body first, then answers with the headers its scope holds."""
+    while (await receive()).get("more_body"):
+        pass
+    body = b"\n".join(name + b": " + value for name, value in scope["headers"])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def early_stream(scope, receive, send):
     """Starts streaming the response, then reads the body."""
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -81,6 +97,14 @@ max_header_bytes = "1KiB"
 "/body" = "body_reader"
 "/early" = "early"
 "/late" = "late"
+"/noread" = "noread"
+"/headers" = "headers_after_body"
+
+[listeners.slowhead]
+bind = "127.0.0.1:0"
+app = "peer4"
+keep_alive_timeout = "1s"
+header_timeout = "3s"
 
 [listeners.limited]
 bind = "127.0.0.1:0"
@@ -103,6 +127,18 @@ lifespan = "off"
 
 [apps.peer3]
 target = "apps:peer"
+lifespan = "off"
+
+[apps.peer4]
+target = "apps:peer"
+lifespan = "off"
+
+[apps.noread]
+target = "apps:noread"
+lifespan = "off"
+
+[apps.headers_after_body]
+target = "apps:headers_after_body"
 lifespan = "off"
 
 [apps.ordered]
@@ -235,7 +271,7 @@ def test_a_client_that_pipelines_and_never_reads_stalls_in_its_own_buffers(host)
     )
 
     sock.setblocking(True)
-    sock.settimeout(5)
+    sock.settimeout(30)  # ~100,000 answers to read back, on a machine that may be busy
     rest = request[sent % len(request) :] if sent % len(request) else b""
     last = b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     sender = threading.Thread(target=sock.sendall, args=(rest + last,))
@@ -245,10 +281,121 @@ def test_a_client_that_pipelines_and_never_reads_stalls_in_its_own_buffers(host)
         while not bodies or bodies[-1][1] != b"close":
             response = raw.read_response()
             bodies.append((response.body, response.header("connection")))
-        sender.join(5)
+        sender.join(30)
     expected = (sent + len(rest)) // len(request) + 1
     assert len(bodies) == expected
     assert {body for body, _ in bodies} == {port}
+
+
+# ------------------------------------------------- endless heads and trailers
+
+
+def send_until_answered(raw, first: bytes, filler: bytes, most: int) -> tuple[int, bytes]:
+    """Send `first`, then `filler` again and again (up to `most` bytes) until the server
+    answers or closes; how much was sent, and the answer."""
+    raw.send(first)
+    sent = len(first)
+    raw.sock.setblocking(False)
+    answer = b""
+    while sent < most:
+        try:
+            sent += raw.sock.send(filler)
+        except BlockingIOError:
+            select.select([raw.sock], [raw.sock], [], 0.5)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        try:
+            chunk = raw.sock.recv(65536)
+        except BlockingIOError:
+            continue
+        except ConnectionResetError:
+            break
+        answer += chunk
+        if not chunk or b"\r\n\r\n" in answer:
+            break
+    raw.sock.setblocking(True)
+    with contextlib.suppress(OSError):
+        answer += raw.read_to_close()
+    return sent, answer
+
+
+@pytest.mark.parametrize(
+    ("where", "first"),
+    [
+        ("a header value", b"GET /peer HTTP/1.1\r\nHost: x\r\nX-Endless: "),
+        ("a header name", b"GET /peer HTTP/1.1\r\nHost: x\r\nX-Endless"),
+        ("the target", b"GET /peer?"),
+    ],
+)
+def test_an_endless_head_is_cut_at_max_header_bytes(host, where, first):
+    """httptools gathers an unfinished header by copying it again on every read and our
+    size check saw it only once it ended: an endless one took memory and the loop
+    without bound (+175 MiB and seconds-long stalls in a hunt). Now the reads into one
+    head are counted: 431 long before the client has sent even 1 MiB."""
+    with host.raw() as raw:
+        sent, answer = send_until_answered(raw, first, b"a" * 16384, 8 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431 "), (where, sent, answer[:80])
+    assert sent < 1024 * 1024, where
+
+
+def test_an_endless_trailer_is_cut(host):
+    """The same for a trailer after the last chunk: 431, not a worker growing until the
+    body timeout (a hunt saw +305 MiB in 25 s)."""
+    head = b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with host.raw() as raw:
+        first = head + b"3\r\nabc\r\n0\r\nX-Trailer: "
+        sent, answer = send_until_answered(raw, first, b"t" * 16384, 8 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431 "), (sent, answer[:80])
+    assert sent < 1024 * 1024
+
+
+def test_trailers_never_reach_the_apps_headers(host):
+    """RFC 9110 6.5: trailer fields are not header fields. They were appended to the list
+    the running request's scope holds, so an app reading headers after the body saw a
+    second Host and a forged Authorization."""
+    request = (
+        b"POST /headers HTTP/1.1\r\nHost: good.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nHost: evil.example\r\nAuthorization: Bearer forged\r\n\r\n"
+    )
+    with host.raw() as raw:
+        raw.send(request)
+        response = raw.read_response()
+    assert response.status == 200
+    assert b"good.example" in response.body
+    assert b"evil" not in response.body
+    assert b"authorization" not in response.body
+    with host.raw() as raw:  # and a legitimate trailer section is simply accepted
+        raw.send(request.replace(b"/headers", b"/body"))
+        assert raw.read_response().body == b"3"
+
+
+def test_a_body_finished_after_the_answer_leaves_the_connection_idle(host):
+    """The app answered before the body was all in; the rest came later. The connection
+    is idle from then on and the keep-alive timeout (1 s) closes it; it used to stay
+    open with no timer at all."""
+    with host.raw(timeout=10) as raw:
+        raw.send(b"POST /noread HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        assert raw.read_response().body == b"early"
+        time.sleep(0.3)
+        raw.send(b"67890")
+        started = time.monotonic()
+        assert raw.closed_by_server()
+        assert time.monotonic() - started < 4
+
+
+def test_a_slow_head_gets_header_timeout_not_keep_alive_timeout(host):
+    """keep_alive_timeout 1 s, header_timeout 3 s: once a head has begun, the idle timer
+    must not cut it; it was closed at 1 s, without a 408."""
+    with host.raw("slowhead", timeout=10) as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(2)
+        raw.send(b"\r\n")
+        assert raw.read_response().status == 200
+        raw.send(b"GET / HTTP/1.1\r\n")  # after a keep-alive request too, then 408 at 3 s
+        started = time.monotonic()
+        response = raw.read_response()
+        assert response.status == 408
+        assert 2 < time.monotonic() - started < 5
 
 
 # -------------------------------------------------------------- closing rules

@@ -214,6 +214,26 @@ def test_plain_http_to_a_tls_listener_gets_nothing_useful(serve, ca, tls_files):
         assert client.get(f"https://localhost:{host.port()}/").status_code == 200
 
 
+def test_a_tls_handshake_that_never_comes_is_cut_at_the_header_timeout(serve, ca, tls_files):
+    """The handshake is part of reading the head: a client that connects and says nothing
+    (or trickles its hello) is closed at header_timeout, not after uvloop's own 60 s."""
+    config = (
+        listener_config("secure", "127.0.0.1:0", 'header_timeout = "1s"')
+        + f'[listeners.secure.tls]\ncertificate = "{tls_files["cert"]}"\n'
+        + f'private_key = "{tls_files["key"]}"\n'
+        + APP_CONFIG
+    )
+    host = serve(config, APPS)
+    started = time.monotonic()
+    with host.raw(timeout=10) as raw:
+        raw.send(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+        data = raw.read_to_close()
+    assert data == b""
+    assert time.monotonic() - started < 5  # 1 s and up to a tick late, far below 60
+    with httpx.Client(verify=client_context(ca), timeout=5) as client:
+        assert client.get(f"https://localhost:{host.port()}/").status_code == 200
+
+
 # ------------------------------------------------------------- proxy headers
 
 

@@ -261,7 +261,8 @@ class Listener(Section):
     header_timeout: Duration = Field(
         10.0,
         description="A client must send a complete request head within this time "
-        "(slowloris protection); otherwise 408 and close.",
+        "(slowloris protection); otherwise 408 and close. On TLS listeners the handshake "
+        "must also finish within it.",
         examples=["10s"],
     )
     body_timeout: Duration = Field(

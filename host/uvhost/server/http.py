@@ -66,6 +66,9 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
+        self.heads_begun = 0  # request heads begun on this connection
+        self.head_fed = 0  # bytes of whole reads into the current unfinished head
+        self.framing_fed = 0  # bytes of reads into a body that brought no body bytes
         self.content_length = -1
         self.expect_continue = False
         self.idle_since: float | None = None  # loop time the connection went idle
@@ -113,6 +116,8 @@ class HttpProtocol(asyncio.Protocol):
         self.flow.resume()
 
     def data_received(self, data: bytes) -> None:
+        in_head, heads_begun, parsing = self.in_head, self.heads_begun, self.parsing
+        body_before = parsing.body_size if parsing is not None and not in_head else -1
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -123,16 +128,7 @@ class HttpProtocol(asyncio.Protocol):
                 # which may come after earlier pipelined ones
                 self._pause_for_good()
         except httptools.HttpParserCallbackError as error:
-            cause = error.__context__
-            if isinstance(cause, HeadTooLargeError):
-                self._reject_after_pending(431, "request head too large")
-            elif isinstance(cause, UnsupportedVersionError):
-                self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
-            elif isinstance(cause, ValueError | httptools.HttpParserError):  # a bad target
-                self._reject_after_pending(400, "bad request")
-            else:  # our own bug, not the client's: say so, and log it with its traceback
-                self.context.logger.error("error while handling a request head", exc_info=cause)
-                self._reject_after_pending(500, "internal server error")
+            self._callback_failed(error.__context__)
         except httptools.HttpParserError:
             if self.last_request_read:  # bytes after "Connection: close": no request, no 400
                 self.parsing = None
@@ -140,8 +136,46 @@ class HttpProtocol(asyncio.Protocol):
                 return
             self._reject_after_pending(400, "malformed HTTP request")
         else:
-            if self.in_head and self.head_since is None and self.exchange is None:
-                self.head_since = self.loop.time()
+            if self.in_head:
+                if in_head and heads_begun == self.heads_begun:
+                    self._unfinished_head(len(data))
+                if self.head_since is None and self.exchange is None:
+                    self.head_since = self.loop.time()
+                    self.idle_since = None  # header_timeout applies now, not keep_alive_timeout
+            elif parsing is not None:
+                self._body_progress(parsing, body_before, len(data))
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        """One of our parser callbacks raised: the client's fault, answered, or our bug."""
+        if isinstance(cause, HeadTooLargeError):
+            self._reject_after_pending(431, "request head too large")
+        elif isinstance(cause, UnsupportedVersionError):
+            self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
+        elif isinstance(cause, ValueError | httptools.HttpParserError):  # a bad target
+            self._reject_after_pending(400, "bad request")
+        else:  # our own bug, not the client's: say so, and log it with its traceback
+            self.context.logger.error("error while handling a request head", exc_info=cause)
+            self._reject_after_pending(500, "internal server error")
+
+    def _unfinished_head(self, size: int) -> None:
+        """A whole read went into a head that is still not finished. httptools gathers an
+        unfinished header (or URL) by copying it again for each read, and `on_header`
+        sees its size only once it ends: an endless header would take memory and the
+        loop without bound. So reads into one head are counted as they come."""
+        self.head_fed += size
+        if self.head_fed > self.context.settings.max_header_bytes:
+            self._reject_after_pending(431, "request head too large")
+
+    def _body_progress(self, parsing: Exchange, body_before: int, size: int) -> None:
+        """Reads into a body that bring no body bytes are framing: chunk sizes, extensions,
+        trailers. A few bytes each, legitimately; an endless trailer or extension is the
+        head's problem again (see `_unfinished_head`), bounded by the same limit."""
+        if self.parsing is not parsing or parsing.body_size != body_before:
+            self.framing_fed = 0
+            return
+        self.framing_fed += size
+        if self.framing_fed > self.context.settings.max_header_bytes:
+            self._reject_after_pending(431, "request trailers too large")
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; an exchange in flight sees a disconnect
@@ -152,6 +186,8 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.head_size = 0
+        self.heads_begun += 1
+        self.head_fed = self.framing_fed = 0
         self.content_length = -1
         self.expect_continue = False
         self.in_head = True
@@ -163,6 +199,8 @@ class HttpProtocol(asyncio.Protocol):
             raise HeadTooLargeError
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            return  # a trailer (RFC 9110 6.5): dropped, never merged into the app's headers
         name = name.lower()
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.context.settings.max_header_bytes:
@@ -274,6 +312,10 @@ class HttpProtocol(asyncio.Protocol):
         self.body_since = None
         if not self.keeps_alive:
             self.last_request_read = True
+        elif self.exchange is None and not self.pipeline:
+            # Answered before its body was all in: the connection is idle from now on
+            # (finish_response could not say so while the body was still arriving).
+            self.idle_since = self.context.next_tick
 
     def _switch_to_websocket(self, rest: bytes) -> None:
         """Hand the transport to a WebSocket protocol; this object is done with it."""

@@ -128,6 +128,9 @@ class Worker:
             lambda: HttpProtocol(context, loop),
             sock=self.sockets[name],
             ssl=tls,
+            # A TLS handshake is part of reading the request head: the same limit, not
+            # uvloop's silent 60 s, for a client that stalls before saying anything.
+            ssl_handshake_timeout=settings.header_timeout if tls is not None else None,
             backlog=settings.backlog,
         )
         self.servers.append(server)
