@@ -66,8 +66,8 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
-        self.heads_begun = 0  # request heads begun on this connection
-        self.head_fed = 0  # bytes of whole reads into the current unfinished head
+        self.head_fed = 0  # bytes of whole reads into the current unfinished head; -1: it
+        # began in the read being parsed
         self.framing_fed = 0  # bytes of reads into a body that brought no body bytes
         self.content_length = -1
         self.expect_continue = False
@@ -116,7 +116,7 @@ class HttpProtocol(asyncio.Protocol):
         self.flow.resume()
 
     def data_received(self, data: bytes) -> None:
-        in_head, heads_begun, parsing = self.in_head, self.heads_begun, self.parsing
+        in_head, parsing = self.in_head, self.parsing
         body_before = parsing.body_size if parsing is not None and not in_head else -1
         try:
             self.parser.feed_data(data)
@@ -137,12 +137,14 @@ class HttpProtocol(asyncio.Protocol):
             self._reject_after_pending(400, "malformed HTTP request")
         else:
             if self.in_head:
-                if in_head and heads_begun == self.heads_begun:
+                if self.head_fed < 0:
+                    self.head_fed = 0  # began in this read: only later reads are counted
+                elif in_head:
                     self._unfinished_head(len(data))
                 if self.head_since is None and self.exchange is None:
                     self.head_since = self.loop.time()
                     self.idle_since = None  # header_timeout applies now, not keep_alive_timeout
-            elif parsing is not None:
+            elif body_before >= 0 and parsing is not None:
                 self._body_progress(parsing, body_before, len(data))
 
     def _callback_failed(self, cause: BaseException | None) -> None:
@@ -186,8 +188,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.head_size = 0
-        self.heads_begun += 1
-        self.head_fed = self.framing_fed = 0
+        self.head_fed = -1
         self.content_length = -1
         self.expect_continue = False
         self.in_head = True
@@ -310,6 +311,7 @@ class HttpProtocol(asyncio.Protocol):
             exchange.finish_body()
         self.parsing = None
         self.body_since = None
+        self.framing_fed = 0
         if not self.keeps_alive:
             self.last_request_read = True
         elif self.exchange is None and not self.pipeline:
