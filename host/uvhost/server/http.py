@@ -180,7 +180,10 @@ class HttpProtocol(asyncio.Protocol):
             self._reject_after_pending(431, "request trailers too large")
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too; an exchange in flight sees a disconnect
+        # Close our side too; an exchange in flight sees a disconnect. A client that only
+        # half-closed (`nc -N`) loses its answers, but a FIN looks the same from a client
+        # that left, and apps rely on http.disconnect to stop work nobody will read.
+        return None
 
     # ------------------------------------------------------ parser callbacks
 
