@@ -269,19 +269,8 @@ def test_client_that_pings_and_never_reads_stops_being_read(host):
     ping = frame(0x9, b"p" * 125)
     wire = ping * 1000
     with handshake(host, "/echo", sndbuf=16 * 1024, rcvbuf=16 * 1024) as sock:
-        sock.setblocking(False)
-        sent = 0
-        stalled = False
-        deadline = time.monotonic() + 2 * TIMEOUT
-        while time.monotonic() < deadline and sent < 64 * 1024 * 1024:
-            try:
-                sent += sock.send(wire[sent % len(ping) :])  # stays aligned: wire is whole pings
-            except BlockingIOError:
-                _, writable, _ = select.select([], [sock], [], STALL)
-                if not writable:
-                    stalled = True
-                    break
-        assert stalled, f"the client sent {sent / 2**20:.0f} MiB of pings without stalling"
+        sent = flood(sock, wire, len(ping))
+        assert sent is not None, "the client flooded pings without stalling"
         state = server_side(host)
         assert state["answers_backed_up"]
         assert not state["reading_paused"]  # the app is not the one behind
@@ -292,12 +281,7 @@ def test_client_that_pings_and_never_reads_stops_being_read(host):
             f"server's write buffer {state['write_buffer'] / 1024:.0f} KiB (mark {high / 1024:.0f})"
         )
 
-        sock.setblocking(True)
-        sock.settimeout(TIMEOUT)
-        rest = wire[sent % len(ping) : len(ping)] if sent % len(ping) else b""
-        pings = (sent + len(rest)) // len(ping)
-        sender = threading.Thread(target=sock.sendall, args=(rest + frame(0x1, b"after"),))
-        sender.start()
+        pings, sender = finish_flood(sock, wire, len(ping), sent, then=frame(0x1, b"after"))
         peer = RawReader(sock)
         pongs = 0
         while True:
@@ -342,7 +326,7 @@ def test_ping_flood_before_the_accept_stalls_in_the_client(host):
         report(host, "connecting")
         sent = flood(sock, wire, len(ping))
         assert sent is not None, "the client flooded pings before the accept without stalling"
-        held, full = server_value(host, lambda ws: (len(ws.early), ws.early_full))
+        held, full = server_value(host, lambda ws: (len(ws.early), ws.socket_paused))
         assert full
         assert EARLY_LIMIT <= held <= EARLY_LIMIT + READ  # one socket read past the limit
         readable, _, _ = select.select([sock], [], [], 0)
@@ -353,12 +337,7 @@ def test_ping_flood_before_the_accept_stalls_in_the_client(host):
         )
 
         release(host, "/accept-later")
-        sock.setblocking(True)
-        sock.settimeout(TIMEOUT)
-        rest = wire[sent % len(ping) : len(ping)] if sent % len(ping) else b""
-        pings = (sent + len(rest)) // len(ping)
-        sender = threading.Thread(target=sock.sendall, args=(rest + frame(0x1, b"after"),))
-        sender.start()
+        pings, sender = finish_flood(sock, wire, len(ping), sent, then=frame(0x1, b"after"))
         read_101(sock)
         peer = RawReader(sock)
         pongs = 0
@@ -390,13 +369,8 @@ def test_client_that_pings_after_our_close_and_never_reads_stops_being_read(host
             f"server's write buffer {state['write_buffer'] / 1024:.0f} KiB (mark {high / 1024:.0f})"
         )
 
-        sock.setblocking(True)
-        sock.settimeout(TIMEOUT)
-        rest = wire[sent % len(ping) : len(ping)] if sent % len(ping) else b""
-        pings = (sent + len(rest)) // len(ping)
         answer = frame(0x8, (1000).to_bytes(2, "big"))
-        sender = threading.Thread(target=sock.sendall, args=(rest + answer,))
-        sender.start()
+        pings, sender = finish_flood(sock, wire, len(ping), sent, then=answer)
         peer = RawReader(sock)
         assert peer.read_frame() == (0x8, (1000).to_bytes(2, "big"))
         pongs = 0
@@ -467,6 +441,20 @@ def flood(sock: socket.socket, wire: bytes, unit: int, limit: int = 32 * 2**20) 
             if not writable:
                 return sent
     return None
+
+
+def finish_flood(
+    sock: socket.socket, wire: bytes, unit: int, sent: int, *, then: bytes
+) -> tuple[int, threading.Thread]:
+    """After `flood` stalled: blocking again, complete the frame the stall cut off and send
+    `then`, in a thread (the server reads only as we read its answers); how many whole
+    frames went out, and the thread to join."""
+    sock.setblocking(True)
+    sock.settimeout(TIMEOUT)
+    rest = wire[sent % unit : unit] if sent % unit else b""
+    sender = threading.Thread(target=sock.sendall, args=(rest + then,))
+    sender.start()
+    return (sent + len(rest)) // unit, sender
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:

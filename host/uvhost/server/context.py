@@ -104,6 +104,11 @@ class ListenerContext:
             server_header=self.settings.server_header, date_header=self.settings.date_header
         )
 
+    def canned(self, status: int, message: str | None = None) -> bytes:
+        """A whole response uvhost answers by itself (400, 408, 500...), with this listener's
+        Server/Date preamble and default headers."""
+        return wire.canned(status, message, preamble=self.preamble, defaults=self.defaults)
+
     def forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
         if self.drained is not None and not self.connections:

@@ -285,11 +285,10 @@ class HttpProtocol(asyncio.Protocol):
         )
         self.parsing = exchange
         self.body_since = context.next_tick
+        self.idle_since = self.head_since = None
         if self.exchange is None and self.flow.blocked is None:
-            self.idle_since = self.head_since = None
             self._start(exchange)
         else:  # behind another request, or until the client reads our answers (resume_writing)
-            self.idle_since = self.head_since = None
             self.pipeline.append(exchange)
             self.update_reading()
 
@@ -395,7 +394,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         if exchange.phase in (Phase.START, Phase.HEAD):
             exchange.phase = Phase.DONE
-            self.write_now(self.canned(500))
+            self.write_now(self.context.canned(500))
             exchange.record(500)
         self.close()
         exchange.record(0)
@@ -531,7 +530,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def reject(self, status: int, message: str, answering: Exchange | None = None) -> None:
         """A canned answer and a close; counted for `answering`, else as the host's own."""
-        self.write_now(self.canned(status, message))
+        self.write_now(self.context.canned(status, message))
         if answering is not None and not answering.counted:
             answering.record(status)
         else:
@@ -539,10 +538,6 @@ class HttpProtocol(asyncio.Protocol):
             unrouted.counts[REQUESTS] += 1
             unrouted.finish(status, 0, 0, clock())
         self.close()
-
-    def canned(self, status: int, message: str | None = None) -> bytes:
-        context = self.context
-        return wire.canned(status, message, preamble=context.preamble, defaults=context.defaults)
 
     def _reject_after_pending(self, status: int, message: str, *, force: bool = False) -> None:
         """Answer a client fault after the response in progress (if any), then close."""

@@ -117,8 +117,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.reading_paused = False  # the app lags: max_queue messages wait for it
         self.answers_backed_up = False  # the peer does not read the pongs its pings ask for
         self.before_accept = True  # bytes are held, not parsed, until the app accepts
-        self.early = b""  # what came before the accept, fed to the library after it
-        self.early_full = False  # EARLY_LIMIT held: read no more until the accept
+        self.early = b""  # what came before the accept (EARLY_LIMIT, then reading pauses)
         self.socket_paused = False  # what the transport was last told
         self.ping_timer: asyncio.TimerHandle | None = None
         self.ping_payload: bytes | None = None
@@ -192,10 +191,7 @@ class WebSocketProtocol(asyncio.Protocol):
             status = int(answer[9:12])
         else:
             status = 400
-            context = self.context
-            answer = wire.canned(
-                400, "bad WebSocket handshake", preamble=context.preamble, defaults=context.defaults
-            )
+            answer = self.context.canned(400, "bad WebSocket handshake")
         self._count(status)
         if self.transport is not None:
             self.transport.write(answer)
@@ -317,7 +313,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.phase = Phase.OPEN
         self._flush()
         self._schedule_ping()
-        self.before_accept = self.early_full = False
+        self.before_accept = False
         self._set_reading()
         early, self.early = self.early, b""
         if early:
@@ -384,8 +380,7 @@ class WebSocketProtocol(asyncio.Protocol):
             # ahead of the 101. Held instead (reading still sees the peer leave), up to
             # EARLY_LIMIT; then reading pauses until the app decides.
             self.early += data
-            if len(self.early) >= EARLY_LIMIT and not self.early_full:
-                self.early_full = True
+            if len(self.early) >= EARLY_LIMIT:
                 self._set_reading()
             return
         ws = self.ws
@@ -537,7 +532,11 @@ class WebSocketProtocol(asyncio.Protocol):
     def _set_reading(self) -> None:
         """Read the socket unless the app has not accepted yet, lags behind max_queue, or
         the peer does not read what we write."""
-        paused = self.early_full or self.reading_paused or self.answers_backed_up
+        paused = (
+            (self.before_accept and len(self.early) >= EARLY_LIMIT)
+            or self.reading_paused
+            or self.answers_backed_up
+        )
         transport = self.transport
         if paused is self.socket_paused or transport is None or transport.is_closing():
             return
