@@ -148,6 +148,7 @@ def test_every_timeout_default_is_bounded() -> None:
         "keep_alive_timeout",
         "header_timeout",
         "body_timeout",
+        "send_timeout",
         "ping_interval",
         "ping_timeout",
     }

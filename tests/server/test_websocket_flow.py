@@ -37,6 +37,11 @@ CONFIG = f"""
 bind = "127.0.0.1:0"
 app = "flow"
 
+[listeners.impatient]
+bind = "127.0.0.1:0"
+app = "flow"
+send_timeout = "1s"
+
 [apps.flow]
 target = "apps:app"
 lifespan = "off"
@@ -246,6 +251,21 @@ def test_client_that_does_not_read_makes_the_app_wait(host):
             received += 1
         total = report(host, "sent")
         assert received == total  # nothing lost while the app waited
+
+
+def test_a_client_that_reads_nothing_is_dropped_after_send_timeout(host):
+    """The listener's send_timeout (1 s) ends the app's wait: the connection is dropped
+    (the pings, every 20 s by default, would take much longer to notice)."""
+    with handshake(host, "/firehose", rcvbuf=16 * 1024, listener="impatient") as sock:
+        report(host, "blocked", timeout=2 * TIMEOUT)  # its send waited 1 s already
+        started = time.monotonic()
+        while host.connections():
+            assert time.monotonic() - started < TIMEOUT, "never dropped"
+            time.sleep(0.05)
+        sock.settimeout(TIMEOUT)
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(1 << 20):  # what was written before the cut, then the end
+                pass
 
 
 def test_a_send_cancelled_by_a_timeout_does_not_break_later_sends(host):
@@ -471,7 +491,13 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
 
 
 def upgrade(
-    host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0, then: bytes = b""
+    host,
+    path: str,
+    *,
+    sndbuf: int = 0,
+    rcvbuf: int = 0,
+    then: bytes = b"",
+    listener: str | None = None,
 ) -> socket.socket:
     """A raw socket with small kernel buffers (set before connecting) that sent an upgrade
     head, and `then` in the same write; nothing is read."""
@@ -481,7 +507,7 @@ def upgrade(
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(TIMEOUT)
-    sock.connect(("127.0.0.1", host.port()))
+    sock.connect(("127.0.0.1", host.port(listener)))
     key = base64.b64encode(os.urandom(16))
     sock.sendall(
         b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -500,8 +526,10 @@ def read_101(sock: socket.socket) -> None:
     assert head.startswith(b"HTTP/1.1 101 "), head
 
 
-def handshake(host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0) -> socket.socket:
+def handshake(
+    host, path: str, *, sndbuf: int = 0, rcvbuf: int = 0, listener: str | None = None
+) -> socket.socket:
     """A raw socket with small kernel buffers (set before connecting), past the 101."""
-    sock = upgrade(host, path, sndbuf=sndbuf, rcvbuf=rcvbuf)
+    sock = upgrade(host, path, sndbuf=sndbuf, rcvbuf=rcvbuf, listener=listener)
     read_101(sock)
     return sock

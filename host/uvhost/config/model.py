@@ -272,6 +272,15 @@ class Listener(Section):
         "begun). Pauses uvhost causes itself, while the app is not reading, do not count.",
         examples=["60s"],
     )
+    send_timeout: Duration = Field(
+        60.0,
+        description="Longest time a client may take none of the bytes waiting for it "
+        "while writing is paused (measured by what its TCP stack acknowledges, so a slow "
+        "reader that takes anything is never cut); the connection is then dropped and the "
+        "app's pending `send` returns, so a client that stops reading cannot hold a "
+        "connection and its app forever. Covers WebSockets on this listener too.",
+        examples=["60s"],
+    )
     max_header_bytes: ByteSize = Field(
         65536,
         description="Largest request head (request line and headers); beyond it 431.",

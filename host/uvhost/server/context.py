@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from uvhost.observe.stats import RouteStats
 from uvhost.server import wire
-from uvhost.server.flow import TurnWriter
+from uvhost.server.flow import TurnWriter, WriteFlow, delivery_mark
 from uvhost.server.proxy import TrustedProxies
 from uvhost.server.router import Router
 
@@ -109,7 +109,29 @@ class ListenerContext:
         Server/Date preamble and default headers."""
         return wire.canned(status, message, preamble=self.preamble, defaults=self.defaults)
 
+    def send_stuck(self, flow: WriteFlow, transport: asyncio.Transport, now: float) -> bool:
+        """Whether a paused connection's client has taken none of our bytes for this
+        listener's `send_timeout`; said once in the log, the caller drops the connection."""
+        stuck = flow.stuck_for(now, delivery_mark(transport))
+        if stuck < self.settings.send_timeout:
+            return False
+        self.logger.info(
+            "dropped a connection from %s on %s: it took none of our bytes for %.0f s"
+            " (send_timeout)",
+            _peer(transport),
+            self.name,
+            stuck,
+        )
+        return True
+
     def forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
         if self.drained is not None and not self.connections:
             self.drained.set()
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "a unix socket")

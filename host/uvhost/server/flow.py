@@ -4,7 +4,8 @@ Invariants:
 - While the transport's buffer is above its high-water mark, an app's `send`
   waits on one future; it is released when the buffer drains or the
   connection is lost, so a slow or vanished client never leaves an app
-  blocked forever, nor lets it buffer without bound.
+  blocked forever, nor lets it buffer without bound. A client that takes
+  none of the buffer for the listener's `send_timeout` is dropped.
 - A finished response is held only while more request tasks of the same
   loop turn are about to run, and never past the start of the next turn;
   a lone request is written at once. Writing to a loopback or LAN socket
@@ -19,15 +20,21 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import socket
+import struct
+import termios
 from typing import Protocol
 
 
 class WriteFlow:
-    __slots__ = ("blocked", "loop")
+    __slots__ = ("blocked", "loop", "stuck_mark", "stuck_since")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.blocked: asyncio.Future[None] | None = None
+        self.stuck_since: float | None = None  # while paused: when the client last took bytes
+        self.stuck_mark = 0  # ... and its delivery mark then (see `delivery_mark`)
 
     def pause(self) -> None:
         if self.blocked is None:
@@ -39,10 +46,52 @@ class WriteFlow:
         if self.blocked is not None:
             await asyncio.shield(self.blocked)
 
+    def stuck_for(self, now: float, mark: int) -> float:
+        """How long the client has taken none of our bytes while writing is paused; asked
+        on every tick with the connection's `delivery_mark`. Progress, not a deadline: a
+        slow reader is never cut, a client that stopped reading (and the app's `send`
+        waiting on it) is."""
+        if self.blocked is None:
+            return 0.0
+        if self.stuck_since is None or mark > self.stuck_mark:
+            self.stuck_since, self.stuck_mark = now, mark
+            return 0.0
+        return now - self.stuck_since
+
     def resume(self) -> None:
+        self.stuck_since = None
         blocked, self.blocked = self.blocked, None
         if blocked is not None and not blocked.done():
             blocked.set_result(None)
+
+
+TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)  # Linux
+_BYTES_ACKED = 120  # offset of tcpi_bytes_acked in Linux's struct tcp_info (since 4.1)
+
+
+def delivery_mark(transport: asyncio.WriteTransport) -> int:
+    """A number that grows whenever the client takes any of our bytes.
+
+    Over TCP, the bytes the client's kernel acknowledged (TCP_INFO): it moves
+    only as the client reads once its window is full. The transport's own
+    buffer is no measure: it moves only when the kernel's send queue has room
+    again, which with an autotuned send buffer of megabytes can take minutes
+    for a slow reader, and under TLS the buffer seen here is not even the
+    socket's. Elsewhere (Unix sockets), minus what is still queued in the
+    kernel (SIOCOUTQ) and the transport.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return -transport.get_write_buffer_size()
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and TCP_INFO is not None:
+            info = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 256)
+            if len(info) >= _BYTES_ACKED + 8:
+                return int(struct.unpack_from("Q", info, _BYTES_ACKED)[0])
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except (OSError, ValueError):  # closed meanwhile, or a kernel that cannot say
+        queued = 0
+    return -(int(queued) + transport.get_write_buffer_size())
 
 
 class Flushable(Protocol):

@@ -595,7 +595,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         """Called by the worker's tick: close idle keep-alive connections, 408 slow heads
-        and stalled bodies.
+        and stalled bodies, drop clients that stopped reading (send_timeout).
 
         A tick (twice a second) instead of a timer per request keeps two
         timer operations off every request; timeouts fire up to one tick late.
@@ -603,6 +603,14 @@ class HttpProtocol(asyncio.Protocol):
         client) and until a 100 Continue the client was told to wait for is sent.
         """
         settings = self.context.settings
+        flow, transport = self.flow, self.transport
+        if (
+            flow.blocked is not None
+            and transport is not None
+            and self.context.send_stuck(flow, transport, now)
+        ):
+            self.abort()  # the app's send returns; pipelined requests are dropped
+            return
         parsing, since = self.parsing, self.body_since
         if (
             parsing is not None

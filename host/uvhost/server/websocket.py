@@ -581,7 +581,15 @@ class WebSocketProtocol(asyncio.Protocol):
     # --------------------------------------------- the worker's connection API
 
     def check_timeouts(self, now: float) -> None:
-        """WebSockets have their own ping timers; nothing to do on the worker's tick."""
+        """Pings time out on their own timers; the tick only drops a peer that has taken
+        none of our bytes for send_timeout (an app's send waits on it meanwhile)."""
+        flow, transport = self.flow, self.transport
+        if (
+            flow.blocked is not None
+            and transport is not None
+            and self.context.send_stuck(flow, transport, now)
+        ):
+            self.abort()
 
     def shutdown(self, code: int = GOING_AWAY) -> None:
         """Draining: close open WebSockets with 1001 (or 1012 on a restart)."""
