@@ -131,7 +131,7 @@ def test_a_client_that_stops_reading_is_dropped_and_the_app_learns_it(host, auth
                 received += len(chunk)
         except (ConnectionResetError, ssl.SSLError):
             pass
-        assert received < chunks * 65536
+        assert 0 < received <= chunks * 65536 + 1024  # the head, and what the app sent
     print(f"\n{scheme}, send_timeout {SEND_TIMEOUT} s: dropped at {elapsed:.2f} s, {chunks} sends")
 
 

@@ -109,9 +109,12 @@ class ListenerContext:
         Server/Date preamble and default headers."""
         return wire.canned(status, message, preamble=self.preamble, defaults=self.defaults)
 
-    def send_stuck(self, flow: WriteFlow, transport: asyncio.Transport, now: float) -> bool:
+    def send_stuck(self, flow: WriteFlow, transport: asyncio.Transport | None, now: float) -> bool:
         """Whether a paused connection's client has taken none of our bytes for this
-        listener's `send_timeout`; said once in the log, the caller drops the connection."""
+        listener's `send_timeout`; said once in the log, the caller drops the connection.
+        Asked on every tick of every connection: a connection not paused costs a compare."""
+        if flow.blocked is None or transport is None:
+            return False
         stuck = flow.stuck_for(now, delivery_mark(transport))
         if stuck < self.settings.send_timeout:
             return False

@@ -603,12 +603,7 @@ class HttpProtocol(asyncio.Protocol):
         client) and until a 100 Continue the client was told to wait for is sent.
         """
         settings = self.context.settings
-        flow, transport = self.flow, self.transport
-        if (
-            flow.blocked is not None
-            and transport is not None
-            and self.context.send_stuck(flow, transport, now)
-        ):
+        if self.context.send_stuck(self.flow, self.transport, now):
             self.abort()  # the app's send returns; pipelined requests are dropped
             return
         parsing, since = self.parsing, self.body_since

@@ -583,12 +583,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         """Pings time out on their own timers; the tick only drops a peer that has taken
         none of our bytes for send_timeout (an app's send waits on it meanwhile)."""
-        flow, transport = self.flow, self.transport
-        if (
-            flow.blocked is not None
-            and transport is not None
-            and self.context.send_stuck(flow, transport, now)
-        ):
+        if self.context.send_stuck(self.flow, self.transport, now):
             self.abort()
 
     def shutdown(self, code: int = GOING_AWAY) -> None:
