@@ -286,22 +286,20 @@ def test_client_that_pings_and_never_reads_stops_being_read(host):
     """Pongs are written without the app, so no `send` waits for them: a peer that floods
     pings and reads nothing must stall in its own kernel buffers, not in our write buffer.
     Once it reads, every ping is answered exactly once and the connection serves on."""
-    ping = frame(0x9, b"p" * 125)
-    wire = ping * 1000
     with handshake(host, "/echo", sndbuf=16 * 1024, rcvbuf=16 * 1024) as sock:
-        sent = flood(sock, wire, len(ping))
+        sent = flood_pings(sock)
         assert sent is not None, "the client flooded pings without stalling"
         state = server_side(host)
         assert state["answers_backed_up"]
         assert not state["reading_paused"]  # the app is not the one behind
         high = state["write_limits"][1]
-        assert state["write_buffer"] <= high + len(wire)
+        assert state["write_buffer"] <= high + len(PINGS)
         print(
             f"\nping flood: the client stalled after {sent / 1024:.0f} KiB of pings; the "
             f"server's write buffer {state['write_buffer'] / 1024:.0f} KiB (mark {high / 1024:.0f})"
         )
 
-        pings, sender = finish_flood(sock, wire, len(ping), sent, then=frame(0x1, b"after"))
+        pings, sender = finish_pings(sock, sent, then=frame(0x1, b"after"))
         peer = RawReader(sock)
         pongs = 0
         while True:
@@ -340,11 +338,9 @@ def test_ping_flood_before_the_accept_stalls_in_the_client(host):
     most, then the server stops reading: a client that floods pings while the app decides
     (and never reads) stalls in its own buffers instead of growing the worker. Once the app
     accepts, every ping is answered once, after the 101."""
-    ping = frame(0x9, b"p" * 125)
-    wire = ping * 1000
     with upgrade(host, "/accept-later", sndbuf=16 * 1024, rcvbuf=16 * 1024) as sock:
         report(host, "connecting")
-        sent = flood(sock, wire, len(ping))
+        sent = flood_pings(sock)
         assert sent is not None, "the client flooded pings before the accept without stalling"
         held, full = server_value(host, lambda ws: (len(ws.early), ws.socket_paused))
         assert full
@@ -357,11 +353,11 @@ def test_ping_flood_before_the_accept_stalls_in_the_client(host):
         )
 
         release(host, "/accept-later")
-        pings, sender = finish_flood(sock, wire, len(ping), sent, then=frame(0x1, b"after"))
+        pings, sender = finish_pings(sock, sent, then=frame(0x1, b"after"))
         read_101(sock)
         peer = RawReader(sock)
         pongs = 0
-        while (got := peer.read_frame()) == (0xA, b"p" * 125):
+        while (got := peer.read_frame()) == PONG:
             pongs += 1
         assert got == (0x1, b"after")
         sender.join(TIMEOUT)
@@ -374,11 +370,9 @@ def test_client_that_pings_after_our_close_and_never_reads_stops_being_read(host
     pauses and a client that floods pings and never reads stalls in its own buffers instead
     of growing our write buffer. When it reads and answers the close, it gets our close,
     every pong, and the end of the connection."""
-    ping = frame(0x9, b"p" * 125)
-    wire = ping * 1000
     with handshake(host, "/closing", sndbuf=16 * 1024, rcvbuf=16 * 1024) as sock:
         report(host, "closed")
-        sent = flood(sock, wire, len(ping))
+        sent = flood_pings(sock)
         assert sent is not None, "the client flooded pings after our close without stalling"
         state = server_side(host)
         assert state["answers_backed_up"]
@@ -390,13 +384,13 @@ def test_client_that_pings_after_our_close_and_never_reads_stops_being_read(host
         )
 
         answer = frame(0x8, (1000).to_bytes(2, "big"))
-        pings, sender = finish_flood(sock, wire, len(ping), sent, then=answer)
+        pings, sender = finish_pings(sock, sent, then=answer)
         peer = RawReader(sock)
         assert peer.read_frame() == (0x8, (1000).to_bytes(2, "big"))
         pongs = 0
         with contextlib.suppress(EOFError):
             while True:
-                assert peer.read_frame() == (0xA, b"p" * 125)
+                assert peer.read_frame() == PONG
                 pongs += 1
         sender.join(TIMEOUT)
         assert peer.buffer == b""
@@ -446,16 +440,16 @@ class RawReader:
         return first & 0x0F, self._take(length)
 
 
-def flood(sock: socket.socket, wire: bytes, unit: int, limit: int = 32 * 2**20) -> int | None:
-    """Send `wire` (whole frames of `unit` bytes) over and over without reading, on a
-    non-blocking socket: the bytes sent once it stays unwritable for STALL, or None when
-    `limit` went out (or 2 * TIMEOUT passed) without a stall."""
+def flood_pings(sock: socket.socket, limit: int = 32 * 2**20) -> int | None:
+    """Send PINGS over and over without reading, on a non-blocking socket: the bytes sent
+    once it stays unwritable for STALL, or None when `limit` went out (or 2 * TIMEOUT
+    passed) without a stall."""
     sock.setblocking(False)
     sent = 0
     deadline = time.monotonic() + 2 * TIMEOUT
     while time.monotonic() < deadline and sent < limit:
         try:
-            sent += sock.send(wire[sent % unit :])  # stays aligned: wire is whole frames
+            sent += sock.send(PINGS[sent % len(PING) :])  # stays aligned: whole pings
         except BlockingIOError:
             _, writable, _ = select.select([], [sock], [], STALL)
             if not writable:
@@ -463,18 +457,17 @@ def flood(sock: socket.socket, wire: bytes, unit: int, limit: int = 32 * 2**20) 
     return None
 
 
-def finish_flood(
-    sock: socket.socket, wire: bytes, unit: int, sent: int, *, then: bytes
-) -> tuple[int, threading.Thread]:
-    """After `flood` stalled: blocking again, complete the frame the stall cut off and send
-    `then`, in a thread (the server reads only as we read its answers); how many whole
-    frames went out, and the thread to join."""
+def finish_pings(sock: socket.socket, sent: int, *, then: bytes) -> tuple[int, threading.Thread]:
+    """After `flood_pings` stalled: blocking again, complete the ping the stall cut off and
+    send `then`, in a thread (the server reads only as we read its answers); how many whole
+    pings went out, and the thread to join."""
     sock.setblocking(True)
     sock.settimeout(TIMEOUT)
-    rest = wire[sent % unit : unit] if sent % unit else b""
+    cut = sent % len(PING)
+    rest = PING[cut:] if cut else b""
     sender = threading.Thread(target=sock.sendall, args=(rest + then,))
     sender.start()
-    return (sent + len(rest)) // unit, sender
+    return (sent + len(rest)) // len(PING), sender
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
@@ -488,6 +481,11 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     else:
         head = bytes([first, 0x80 | 127]) + size.to_bytes(8, "big")
     return head + b"\x00\x00\x00\x00" + payload
+
+
+PING = frame(0x9, b"p" * 125)
+PONG = (0xA, b"p" * 125)  # what RawReader.read_frame gives for the answer to PING
+PINGS = PING * 1000  # what flood_pings sends, again and again
 
 
 def upgrade(

@@ -570,7 +570,8 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
 
     def abort(self) -> None:
-        """Cut at the graceful timeout: the request in progress ends now, without a response.
+        """Cut at the graceful timeout, or for send_timeout: the request in progress ends
+        now, without the rest of its response.
 
         (Its app may never return, and the worker reports its last counts right after.)
         """
