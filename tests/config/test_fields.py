@@ -117,11 +117,24 @@ def test_header_values(value: str) -> None:
     assert valid(HeaderValue, value) == value
 
 
-@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\rb", "a\nb", "a\0b", 5, None])
-def test_header_values_refuse_cr_lf_nul(value: object) -> None:
+@pytest.mark.parametrize(
+    "value", ["a\r\nSet-Cookie: x=1", "a\rb", "a\nb", "a\0b", "a\x01b", "a\x1bb", "a\x7f", 5, None]
+)
+def test_header_values_refuse_control_characters(value: object) -> None:
     error = invalid(HeaderValue, value)
-    assert error.message == "header values must be strings without CR, LF or NUL"
+    assert error.message.startswith("header values must be strings without control characters")
     assert "inject" in error.hint
+
+
+@pytest.mark.parametrize(
+    "name", ["Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "Upgrade", "TE"]
+)
+def test_framing_header_names_are_refused_for_every_response(name: str) -> None:
+    """A listener-wide content-length or connection header would make every response
+    read two ways; uvhost writes those itself."""
+    error = invalid(HeaderName, name)
+    assert error.message == f"{name} cannot be set for every response"
+    assert "writes the framing" in error.hint
 
 
 # -------------------------------------------------------------- root paths

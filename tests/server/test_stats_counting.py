@@ -104,8 +104,10 @@ async def alpha(scope, receive, send):
         deadline = time.monotonic() + 5
         while not left_release.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        await _answer(send, ALPHA_BODY)  # dropped: the client is gone
-        left_returned.set()
+        try:
+            await _answer(send, ALPHA_BODY)  # ASGI 2.4: an OSError, the client is gone
+        finally:
+            left_returned.set()
         return
     await _answer(send, ALPHA_BODY)
 

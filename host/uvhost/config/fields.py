@@ -156,7 +156,13 @@ RootPath = Annotated[
 # ------------------------------------------------------------- HTTP headers
 
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\0]")
+_FORBIDDEN_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_VALUE_PATTERN = r"^[^\u0000-\u0008\u000a-\u001f\u007f]*$"
+FRAMING_HEADERS = frozenset(
+    ("content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te")
+)
+"""Response headers that frame the message or the connection: uvhost writes them itself
+for each response, so a listener-wide value would make responses that read two ways."""
 
 
 def parse_header_name(value: object) -> str:
@@ -165,14 +171,20 @@ def parse_header_name(value: object) -> str:
             f"{show_value(value)} is not a valid HTTP header name",
             "header names are letters, digits and !#$%&'*+-.^_`|~, with no spaces or colons",
         )
+    if value.lower() in FRAMING_HEADERS:
+        raise ConfigValueError(
+            f"{value} cannot be set for every response",
+            "uvhost writes the framing and connection headers of each response itself; "
+            "remove it (an app can still set content-length on its own responses)",
+        )
     return value
 
 
 def parse_header_value(value: object) -> str:
     if not isinstance(value, str) or _FORBIDDEN_VALUE_CHARS.search(value):
         raise ConfigValueError(
-            "header values must be strings without CR, LF or NUL",
-            "these characters would let a value inject extra headers; remove them",
+            "header values must be strings without control characters (tabs are fine)",
+            "control characters would let a value inject extra headers; remove them",
         )
     return value
 
@@ -185,7 +197,7 @@ HeaderName = Annotated[
 HeaderValue = Annotated[
     str,
     PlainValidator(parse_header_value),
-    WithJsonSchema({"type": "string", "pattern": r"^[^\r\n\u0000]*$"}),
+    WithJsonSchema({"type": "string", "pattern": _VALUE_PATTERN}),
 ]
 
 

@@ -18,3 +18,12 @@ ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 ASGI2Instance: TypeAlias = Callable[[Receive, Send], Awaitable[None]]
 ASGI2App: TypeAlias = Callable[[Scope], ASGI2Instance]
 """ASGI 2 ("double callable"): ``await app(scope)(receive, send)``."""
+
+
+class ClientDisconnectedError(OSError):
+    """`send` after the client went away: ASGI 2.4 asks servers for an OSError subclass,
+    so an app streaming to nobody stops at its next `send` instead of running on.
+
+    Raised by the HTTP exchange and the WebSocket connection alike; a server
+    that sees it escape from an app logs nothing (the app did nothing wrong).
+    """

@@ -100,8 +100,12 @@ class ListenerContext:
         self.refresh_preamble()
 
     def refresh_preamble(self) -> None:
+        """Server and Date once a second; a listener default of either name replaces ours
+        (a response carries one of each, RFC 9110 6.6)."""
+        defaults = self.defaults
         self.preamble = wire.preamble(
-            server_header=self.settings.server_header, date_header=self.settings.date_header
+            server_header=self.settings.server_header and b"server" not in defaults,
+            date_header=self.settings.date_header and b"date" not in defaults,
         )
 
     def canned(self, status: int, message: str | None = None) -> bytes:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvhost.observe.stats import BYTES_IN, RouteStats
 from uvhost.server import wire
-from uvhost.server.asgi_types import Message, Scope
+from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 
 if TYPE_CHECKING:
     from uvhost.server.http import HttpProtocol
@@ -182,15 +182,13 @@ class Exchange:
     # ---------------------------------------------------------------- send
 
     async def send(self, message: Message) -> None:
+        if self.disconnected:  # ASGI 2.4: an OSError, so a streaming app stops
+            raise ClientDisconnectedError("the client has disconnected")
         kind = message["type"]
         phase = self.phase
         if phase is Phase.DONE or kind != EXPECTED_SEND[phase]:
-            if self.disconnected:
-                return  # the client is gone; late messages are dropped, not errors
             expected = EXPECTED_SEND[phase]
             raise RuntimeError(f"ASGI: sent {kind!r} in phase {phase.name}; expected {expected}")
-        if self.disconnected:
-            return
         if phase is Phase.START:
             self.status = wire.response_status(message["status"])
             self.headers_out = message.get("headers") or ()

@@ -30,7 +30,7 @@ import httptools
 
 from uvhost.observe.stats import REQUESTS, clock
 from uvhost.server import wire
-from uvhost.server.asgi_types import Scope
+from uvhost.server.asgi_types import ClientDisconnectedError, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, ResponseTooLongError
 from uvhost.server.flow import WriteFlow
@@ -52,6 +52,21 @@ class UnsupportedVersionError(Exception):
     """HTTP/0.9 (which llhttp accepts) or anything but 1.0/1.1; turned into 505."""
 
 
+class BadRequestError(ValueError):
+    """A head llhttp accepted but the spec does not (its Host, its framing); turned into
+    400 with this message by `data_received`."""
+
+
+# Request header names the protocol reads itself, by kind: one dict lookup per header.
+CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING = 1, 2, 3, 4
+_REQUEST_KINDS = {
+    b"content-length": CONTENT_LENGTH,
+    b"expect": EXPECT,
+    b"host": HOST,
+    b"transfer-encoding": TRANSFER_ENCODING,
+}
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, context: ListenerContext, loop: asyncio.AbstractEventLoop) -> None:
         self.context = context
@@ -71,6 +86,8 @@ class HttpProtocol(asyncio.Protocol):
         self.framing_fed = 0  # bytes of reads into a body that brought no body bytes
         self.content_length = -1
         self.expect_continue = False
+        self.host: bytes | None = None
+        self.transfer_encoding = False
         self.idle_since: float | None = None  # loop time the connection went idle
         self.head_since: float | None = None  # loop time a request head began arriving
         self.body_since: float | None = None  # (tick) time the body last made progress
@@ -153,6 +170,8 @@ class HttpProtocol(asyncio.Protocol):
             self._reject_after_pending(431, "request head too large")
         elif isinstance(cause, UnsupportedVersionError):
             self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
+        elif isinstance(cause, BadRequestError):
+            self._reject_after_pending(400, str(cause))
         elif isinstance(cause, ValueError | httptools.HttpParserError):  # a bad target
             self._reject_after_pending(400, "bad request")
         else:  # our own bug, not the client's: say so, and log it with its traceback
@@ -194,6 +213,8 @@ class HttpProtocol(asyncio.Protocol):
         self.head_fed = -1
         self.content_length = -1
         self.expect_continue = False
+        self.host = None
+        self.transfer_encoding = False
         self.in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -209,10 +230,21 @@ class HttpProtocol(asyncio.Protocol):
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.context.settings.max_header_bytes:
             raise HeadTooLargeError
-        if name == b"content-length":
-            self.content_length = int(value)
-        elif name == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
+        # RFC 9110 5.5: whitespace around a value is not part of it; llhttp drops only
+        # the leading. (Returns the same object, no copy, when there is none.)
+        value = value.rstrip(b" \t")
+        kind = _REQUEST_KINDS.get(name)
+        if kind is not None:
+            if kind == CONTENT_LENGTH:
+                self.content_length = int(value)
+            elif kind == HOST:
+                if self.host is not None:  # RFC 9112 3.2: which one would the app trust?
+                    raise BadRequestError("more than one Host header")
+                self.host = value
+            elif kind == EXPECT:
+                self.expect_continue = value.lower() == b"100-continue"
+            else:
+                self.transfer_encoding = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -221,6 +253,8 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise UnsupportedVersionError(version)
+        if self.host not in wire.VALID_HOSTS or self.transfer_encoding:  # one set lookup
+            self._check_head(version)
         url = self.url
         if url[:1] == b"/":  # origin-form, nearly every request: no URL object needed
             raw_path, _, query = url.partition(b"?")
@@ -233,6 +267,7 @@ class HttpProtocol(asyncio.Protocol):
         else:  # absolute-form ("http://host/path")
             parsed = httptools.parse_url(url)
             raw_path, query = parsed.path or b"/", parsed.query or b""
+            self._take_target_authority(parsed)
         path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
         context = self.context
         endpoint = context.router.resolve(path)
@@ -291,6 +326,35 @@ class HttpProtocol(asyncio.Protocol):
         else:  # behind another request, or until the client reads our answers (resume_writing)
             self.pipeline.append(exchange)
             self.update_reading()
+
+    def _check_head(self, version: str) -> None:
+        """What llhttp lets through and the spec does not; a request whose Host was seen
+        before and that has no transfer coding never gets here."""
+        host = self.host
+        if host is None:
+            if version == "1.1":  # RFC 9112 3.2
+                raise BadRequestError("an HTTP/1.1 request needs a Host header")
+        elif host not in wire.VALID_HOSTS and not wire.valid_host(host):
+            raise BadRequestError("the Host header is not a valid host[:port]")
+        if self.transfer_encoding and version == "1.0":
+            # RFC 9112 6.1: HTTP/1.0 has no transfer codings; its framing is faulty
+            raise BadRequestError("Transfer-Encoding in an HTTP/1.0 request")
+
+    def _take_target_authority(self, parsed: Any) -> None:
+        """RFC 9112 3.2.2: with an absolute-form target the server uses the target's host
+        and ignores the Host header, so the app's `host` header is rewritten to it."""
+        if parsed.userinfo is not None:  # RFC 9110 4.2.4: treated as an error
+            raise BadRequestError("the request target carries userinfo")
+        host: bytes = parsed.host
+        if b":" in host:
+            host = b"[%s]" % host  # an IPv6 literal
+        authority = host if parsed.port is None else b"%s:%d" % (host, parsed.port)
+        headers = self.headers
+        for index, (name, _) in enumerate(headers):
+            if name == b"host":
+                headers[index] = (b"host", authority)
+                return
+        headers.append((b"host", authority))  # HTTP/1.0 may leave it out
 
     def on_body(self, body: bytes) -> None:
         self.body_since = self.context.next_tick
@@ -375,6 +439,9 @@ class HttpProtocol(asyncio.Protocol):
             self._answer_app_failure(exchange)
             return
         except Exception as error:  # noqa: BLE001 - any app failure is answered, not raised
+            if isinstance(error, ClientDisconnectedError) and exchange.disconnected:
+                exchange.record(0)  # our own "the client left", let through: no app fault
+                return
             self.app_error(exchange, "exception in ASGI app", error)
             self._answer_app_failure(exchange)
             return

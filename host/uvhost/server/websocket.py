@@ -44,7 +44,7 @@ from websockets.server import ServerProtocol
 
 from uvhost.observe.stats import REQUESTS, WEBSOCKETS, WEBSOCKETS_OPEN, clock
 from uvhost.server import wire
-from uvhost.server.asgi_types import Message, Scope
+from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.flow import WriteFlow
 from uvhost.server.router import Endpoint
@@ -65,10 +65,6 @@ ABNORMAL = 1006
 # Hot-path constants: module globals, read far faster than `Opcode.TEXT` on 3.11.
 TEXT, BINARY, CONT, PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 WS_OPEN = State.OPEN
-
-
-class ClientDisconnectedError(OSError):
-    """`websocket.send` after the connection closed (the ASGI spec asks for an OSError)."""
 
 
 class Phase(enum.IntEnum):

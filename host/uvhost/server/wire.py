@@ -4,8 +4,13 @@ Invariants:
 - Pure functions and precomputed tables; nothing here touches a transport,
   a timer or the event loop, so every rule is testable on bytes alone.
 - A response head leaves here only after its header names were checked to
-  be tokens and its values to hold no CR, LF or NUL: an app cannot split a
-  response or inject headers, whatever it sends.
+  be tokens and its values to hold no control character but HTAB (RFC 9110
+  5.5): an app cannot split a response or inject headers, whatever it sends.
+- A head never reads two ways (RFC 9110 8.6, RFC 9112 6): one
+  content-length at most, never beside a transfer-encoding, none on a 1xx
+  or 204, and no 1xx as a final response. What the app sends that would
+  break this is its fault (500); Server and Date appear once, the app's if
+  it set them.
 - Framing headers (content-length, transfer-encoding, connection) are
   decided here from what the app sent and what the request allows; the
   protocol only says whether it wants keep-alive.
@@ -13,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -28,16 +34,24 @@ STATUS_LINES: dict[int, bytes] = {
 }
 
 _TOKEN_INVALID = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
-_VALUE_INVALID = re.compile(rb"[\r\n\x00]")
+_VALUE_INVALID = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB (RFC 9110 5.5)
 
 Headers = Iterable[tuple[bytes, bytes]]
 
 
 def response_status(value: Any) -> int:
-    """The app's status as an int in 100-599; anything else is the app's fault (500)."""
+    """The app's status as an int in 200-599; anything else is the app's fault (500).
+
+    A 1xx is interim (RFC 9110 15.2): a client reads it, then waits for the
+    real answer, and would take the next request's response for this one's.
+    """
     status = int(value)  # ASGI says int; a str of digits passes, as it did before
-    if not 100 <= status <= 599:
-        raise BadResponseHeaderError(f"status {status} is not an HTTP status (100-599)")
+    if not 200 <= status <= 599:
+        raise BadResponseHeaderError(
+            f"status {status} is not a final HTTP status (200-599)"
+            if 100 <= status <= 199
+            else f"status {status} is not an HTTP status (200-599)"
+        )
     return status
 
 
@@ -46,6 +60,38 @@ def status_line(status: int) -> bytes:
     if line is None:
         line = b"HTTP/1.1 %d \r\n" % status
     return line
+
+
+_HOST = re.compile(
+    rb"(?:\[(?P<literal>[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[-A-Za-z0-9._~!$&'()*+,;=:]+)\]"
+    rb"|(?:[-A-Za-z0-9._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]*)?"
+)
+VALID_HOSTS: set[bytes] = set()
+"""Host values already found valid: a request pays one set lookup for its Host."""
+_VALID_HOSTS_LIMIT = 1024
+
+
+def valid_host(value: bytes) -> bool:
+    """Whether a Host value is `uri-host [ ":" port ]` (RFC 9112 3.2, RFC 3986 3.2.2).
+
+    No spaces, no userinfo, no path: a value an app would split, log or route
+    on differently from the server. Valid values are remembered (a host sees
+    few names); invalid ones never are, so garbage cannot fill the set.
+    """
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return False
+    literal = match["literal"]
+    if literal is not None and not literal.startswith(b"v"):
+        try:
+            ipaddress.IPv6Address(literal.decode("ascii"))
+        except ValueError:
+            return False
+    if len(VALID_HOSTS) >= _VALID_HOSTS_LIMIT:
+        VALID_HOSTS.clear()
+    VALID_HOSTS.add(value)
+    return True
 
 
 class BadResponseHeaderError(ValueError):
@@ -83,13 +129,17 @@ def build_head(
     `first_body`/`more_body` describe the first body message when it is
     already known (the common case: headers and a complete body written at
     once), so a content-length can be set instead of chunked framing.
-    `preamble` holds the shared Server/Date lines; `defaults` are the
-    listener's extra headers, added unless the app set a header of that name.
+    `preamble` holds the shared Server/Date lines, left out where the app
+    set its own; `defaults` are the listener's extra headers, added unless
+    the app set a header of that name.
     """
     if not 100 <= status <= 999:
         raise BadResponseHeaderError(f"status {status!r} is not a three-digit HTTP status")
     lines = [status_line(status), preamble]
-    content_length, close = _copy_headers(headers, lines, defaults)
+    lengthless = status < 200 or status == 204  # RFC 9110 8.6: never a content-length
+    content_length, close, seen = _copy_headers(headers, lines, defaults, lengthless)
+    if seen & PREAMBLE_KINDS and preamble:
+        lines[1] = preamble_without(preamble, seen)
     keep_alive = keep_alive and not close
 
     chunked = False
@@ -109,12 +159,24 @@ def build_head(
     return Framing(b"".join(lines), chunked, content_length, keep_alive)
 
 
-_LINE_CACHE: dict[tuple[bytes, bytes], tuple[bytes, bytes, int | None]] = {}
+# What a response header name means to the framing, as bits: 0 for nearly every header.
+CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING, SERVER, DATE = 1, 2, 4, 8, 16
+PREAMBLE_KINDS = SERVER | DATE
+_KINDS = {
+    b"content-length": CONTENT_LENGTH,
+    b"connection": CONNECTION,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"server": SERVER,
+    b"date": DATE,
+}
+
+_LINE_CACHE: dict[tuple[bytes, bytes], tuple[bytes, bytes, int, int | None]] = {}
 _LINE_CACHE_LIMIT = 1024
 
 
-def header_line(name: bytes, value: bytes) -> tuple[bytes, bytes, int | None]:
-    """`name: value` as a checked wire line, its lower-cased name and any content-length.
+def header_line(name: bytes, value: bytes) -> tuple[bytes, bytes, int, int | None]:
+    """`name: value` as a checked wire line, its lower-cased name, its kind and any
+    content-length.
 
     Apps send the same few headers over and over, so checked lines are
     cached by their exact (name, value): a repeat costs one dict lookup,
@@ -126,11 +188,13 @@ def header_line(name: bytes, value: bytes) -> tuple[bytes, bytes, int | None]:
         return known
     if not name or _TOKEN_INVALID.search(name) or _VALUE_INVALID.search(value):
         raise BadResponseHeaderError(
-            "a header name is empty, or a name or value holds CR, LF, NUL or a separator"
+            "a header name is empty or not a token, or a value holds a control character"
+            " (CR, LF, NUL and the like)"
         )
     lowered = name.lower()
-    length = _parse_length(value) if lowered == b"content-length" else None
-    entry = (b"%s: %s\r\n" % (name, value), lowered, length)
+    kind = _KINDS.get(lowered, 0)
+    length = _parse_length(value) if kind == CONTENT_LENGTH else None
+    entry = (b"%s: %s\r\n" % (name, value), lowered, kind, length)
     if len(_LINE_CACHE) >= _LINE_CACHE_LIMIT:
         _LINE_CACHE.clear()
     _LINE_CACHE[key] = entry
@@ -138,31 +202,59 @@ def header_line(name: bytes, value: bytes) -> tuple[bytes, bytes, int | None]:
 
 
 def _copy_headers(
-    headers: Headers, lines: list[bytes], defaults: dict[bytes, bytes]
-) -> tuple[int | None, bool]:
+    headers: Headers, lines: list[bytes], defaults: dict[bytes, bytes], lengthless: bool
+) -> tuple[int | None, bool, int]:
     """Append the app's headers (checked) and the listener defaults it did not override.
 
-    Returns the app's content-length (None if it set none) and whether it
-    asked to close the connection. Allocates nothing but the lines.
+    Returns the app's content-length (None if it set none, or the status
+    has no body: `lengthless`), whether it asked to close the connection,
+    and the kinds of header it set (bits). An ordinary header costs one
+    cached lookup and one test of its kind.
     """
     content_length: int | None = None
     close = False
+    seen = 0
     overridden: set[bytes] | None = set() if defaults else None
     for name, value in headers:
-        line, lowered, length = header_line(name, value)
-        if length is not None:
-            content_length = length
-        elif lowered == b"connection":
-            close = close or b"close" in value.lower()
-            continue  # the connection header is ours to write
-        elif lowered == b"transfer-encoding":
-            continue  # framing is ours to decide
+        line, lowered, kind, length = header_line(name, value)
+        if kind:
+            seen |= kind
+            if length is not None:
+                if content_length is not None:
+                    if length != content_length:
+                        raise BadResponseHeaderError(
+                            f"two different content-length values ({content_length}, {length})"
+                        )
+                    continue  # the same length twice is written once
+                content_length = length
+                if lengthless:
+                    continue
+            elif kind == CONNECTION:
+                close = close or b"close" in value.lower()
+                continue  # the connection header is ours to write
+            elif kind == TRANSFER_ENCODING:
+                continue  # framing is ours to decide
         if overridden is not None and lowered in defaults:
             overridden.add(lowered)
         lines.append(line)
+    if content_length is not None and seen & TRANSFER_ENCODING:
+        raise BadResponseHeaderError("content-length together with transfer-encoding")
     if overridden is not None:
         lines.extend(default_lines(defaults, overridden))
-    return content_length, close
+    return (None if lengthless else content_length), close, seen
+
+
+def preamble_without(preamble: bytes, seen: int) -> bytes:
+    """The shared Server/Date lines less those the app set itself (RFC 9110 6.6: one of
+    each). Only responses that set them pay for this."""
+    drop = tuple(
+        prefix
+        for kind, prefix in ((SERVER, b"server:"), (DATE, b"date:"))
+        if seen & kind
+    )
+    return b"".join(
+        line for line in preamble.splitlines(keepends=True) if not line.startswith(drop)
+    )
 
 
 def default_lines(defaults: Mapping[bytes, bytes], skip: Container[bytes]) -> Iterator[bytes]:

@@ -1,0 +1,408 @@
+"""Spec requirements the HTTP/1.1 core enforces beyond what llhttp checks, on real sockets.
+
+Four classes (issue 13), each test failing on the core before they were enforced:
+- the request's Host (RFC 9112 3.2, 3.2.2): missing on HTTP/1.1, repeated, or not
+  `uri-host [":" port]` gets 400 and never reaches an app; an absolute-form target's
+  authority replaces the Host header the app reads;
+- field values (RFC 9110 5.5): whitespace around a value is not part of it;
+- what the app sends (RFC 9110 5.3, 6.6, 8.6, 15.2; RFC 9112 6): a response that a
+  client or proxy could read two ways is never written (500 instead, logged once);
+  the app's Server and Date replace ours instead of doubling them;
+- ASGI 2.4: `send` after the client disconnected raises an OSError subclass.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+APPS = r'''
+import threading
+
+calls = []
+
+
+async def echo(scope, receive, send):
+    """Answers with what it was given: the method, the path and every header."""
+    while (await receive()).get("more_body"):
+        pass
+    calls.append(scope)
+    lines = b"".join(b"%s=[%s]\n" % pair for pair in scope["headers"])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": lines})
+
+
+RESPONSES = {
+    "server": (200, [(b"server", b"app/1.0")]),
+    "date": (200, [(b"date", b"Thu, 01 Jan 1970 00:00:00 GMT")]),
+    "both": (200, [(b"Server", b"app/1.0"), (b"Date", b"Thu, 01 Jan 1970 00:00:00 GMT")]),
+    "two-lengths": (200, [(b"content-length", b"2"), (b"content-length", b"3")]),
+    "same-length-twice": (200, [(b"content-length", b"2"), (b"Content-Length", b"2")]),
+    "length-and-chunked": (
+        200, [(b"content-length", b"2"), (b"transfer-encoding", b"chunked")]
+    ),
+    "no-content-with-length": (204, [(b"content-length", b"2")]),
+    "informational": (100, []),
+    "switching": (101, [(b"upgrade", b"websocket"), (b"connection", b"upgrade")]),
+    "control-char": (200, [(b"x-note", b"a\x01b")]),
+    "delete-char": (200, [(b"x-note", b"a\x7f")]),
+    "escape-char": (200, [(b"x-note", b"\x1b[31mred")]),
+    "tab-is-fine": (200, [(b"x-note", b"a\tb")]),
+}
+
+
+async def respond(scope, receive, send):
+    """/respond/KIND: a response head from RESPONSES and a two-byte body."""
+    status, headers = RESPONSES[scope["path"].rsplit("/", 1)[-1]]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+streaming = threading.Event()
+outcome = []  # what each send after the client left did
+finished = threading.Event()
+
+
+async def stream(scope, receive, send):
+    """Streams until a send fails; records what it raised and what receive said."""
+    assert (await receive())["type"] == "http.request"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    streaming.set()
+    try:
+        assert (await receive())["type"] == "http.disconnect"
+        outcome.append(("receive", "http.disconnect"))
+        try:
+            await send({"type": "http.response.body", "body": b"more", "more_body": True})
+        except Exception as error:
+            outcome.append(("send", type(error), isinstance(error, OSError)))
+            raise
+        outcome.append(("send", None, False))
+    finally:
+        finished.set()
+'''
+
+CONFIG = """
+[listeners.main]
+bind = "127.0.0.1:0"
+routes = { "/" = "echo", "/respond" = "respond", "/stream" = "stream" }
+
+[apps.echo]
+target = "apps:echo"
+lifespan = "off"
+
+[apps.respond]
+target = "apps:respond"
+lifespan = "off"
+
+[apps.stream]
+target = "apps:stream"
+lifespan = "off"
+"""
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+def host(serve):
+    return serve(CONFIG, APPS)
+
+
+@pytest.fixture
+def errors(caplog):
+    caplog.set_level(logging.ERROR, logger="uvhost.error")
+
+    def records() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "uvhost.error"]
+
+    return records
+
+
+def served(host, request: bytes) -> dict[bytes, list[bytes]]:
+    """Send one request, expect 200 from the echo app; the headers the app saw."""
+    with host.raw() as raw:
+        raw.send(request)
+        response = raw.read_response()
+    assert response.status == 200, response.raw
+    seen: dict[bytes, list[bytes]] = {}
+    for line in response.body.splitlines():
+        name, _, value = line.partition(b"=")
+        seen.setdefault(name, []).append(value[1:-1])
+    return seen
+
+
+def refused(host, request: bytes, reason: bytes) -> None:
+    """400 with `reason` in its body, the connection closed, the app never called; the
+    listener still serves."""
+    before = len(host.module.calls)
+    with host.raw() as raw:
+        raw.send(request)
+        response = raw.read_response()
+        assert response.status == 400, response.raw
+        assert reason in response.body, response.body
+        assert response.header("connection") == b"close"
+        assert raw.closed_by_server()
+    assert len(host.module.calls) == before, host.module.calls[before:]
+    assert served(host, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[b"host"] == [b"x"]
+
+
+# ------------------------------------------------------------------ the Host
+
+
+def test_an_http11_request_without_host_is_refused(host):
+    refused(host, b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", b"needs a Host header")
+
+
+def test_an_http10_request_may_leave_host_out(host):
+    with host.raw() as raw:
+        raw.send(b"GET / HTTP/1.0\r\n\r\n")
+        assert raw.read_response().status == 200
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+@pytest.mark.parametrize("second", [b"a.example", b"b.example"], ids=["same", "different"])
+def test_more_than_one_host_is_refused(host, version, second):
+    request = b"GET / HTTP/%s\r\nHost: a.example\r\nHost: %s\r\n\r\n" % (version, second)
+    refused(host, request, b"more than one Host")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"a b.example", id="space"),
+        pytest.param(b"user@a.example", id="userinfo"),
+        pytest.param(b"user:pw@a.example:80", id="userinfo-and-port"),
+        pytest.param(b"a.example/path", id="path"),
+        pytest.param(b"a.example?q", id="query"),
+        pytest.param(b"a.example#f", id="fragment"),
+        pytest.param(b"a.example:http", id="port-not-digits"),
+        pytest.param(b"a.example:80:80", id="two-ports"),
+        pytest.param(b"[::1", id="unclosed-literal"),
+        pytest.param(b"[not:an:ip]", id="bad-ipv6"),
+        pytest.param(b"::1", id="ipv6-without-brackets"),
+        pytest.param(b"a%zz.example", id="bad-percent"),
+        pytest.param(b"a\"b", id="quote"),
+        pytest.param(b"caf\xc3\xa9.example", id="raw-utf8"),
+    ],
+)
+def test_an_invalid_host_value_is_refused(host, value):
+    refused(host, b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % value, b"not a valid host")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"a.example",
+        b"A.Example:8080",
+        b"127.0.0.1:80",
+        b"[::1]:8000",
+        b"[v1.fe80::a+en1]",
+        b"xn--caf-dma.example",
+        b"under_score.example",
+        b"a%2Eexample",
+        b"a.example:",  # port = *DIGIT: empty is allowed
+        b"",  # RFC 9110 7.2: empty when the target has no authority
+    ],
+)
+def test_a_valid_host_reaches_the_app_unchanged(host, value):
+    seen = served(host, b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % value)
+    assert seen[b"host"] == [value]
+
+
+def test_an_absolute_form_target_replaces_the_host_the_app_reads(host):
+    """RFC 9112 3.2.2: the target's authority wins over the Host header."""
+    seen = served(
+        host, b"GET http://real.example:8443/x?y HTTP/1.1\r\nHost: other.example\r\n\r\n"
+    )
+    assert seen[b"host"] == [b"real.example:8443"]
+    seen = served(host, b"GET http://[::1]/x HTTP/1.1\r\nHost: other.example\r\n\r\n")
+    assert seen[b"host"] == [b"[::1]"]
+    seen = served(host, b"GET http://real.example/ HTTP/1.0\r\n\r\n")
+    assert seen[b"host"] == [b"real.example"]
+
+
+def test_an_absolute_form_target_still_needs_a_valid_host_header(host):
+    refused(host, b"GET http://real.example/ HTTP/1.1\r\n\r\n", b"needs a Host header")
+    refused(
+        host,
+        b"GET http://real.example/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"not a valid host",
+    )
+
+
+def test_userinfo_in_an_absolute_form_target_is_refused(host):
+    """RFC 9110 4.2.4: userinfo in an http(s) URI is to be treated as an error."""
+    refused(
+        host,
+        b"GET http://user:pw@real.example/ HTTP/1.1\r\nHost: real.example\r\n\r\n",
+        b"userinfo",
+    )
+
+
+def test_transfer_encoding_in_an_http10_request_is_refused(host):
+    """RFC 9112 6.1: HTTP/1.0 has no transfer codings; the framing is faulty."""
+    refused(
+        host,
+        b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"Transfer-Encoding in an HTTP/1.0 request",
+    )
+
+
+# ------------------------------------------------------------- field values
+
+
+def test_whitespace_around_a_field_value_never_reaches_the_app(host):
+    seen = served(
+        host,
+        b"GET / HTTP/1.1\r\nHost: x \t\r\nX-Tab: value\t\r\nX-Spaces: \t a  b \t \r\n"
+        b"X-Empty: \t \r\n\r\n",
+    )
+    assert seen[b"host"] == [b"x"]
+    assert seen[b"x-tab"] == [b"value"]
+    assert seen[b"x-spaces"] == [b"a  b"]  # whitespace inside a value is the value's
+    assert seen[b"x-empty"] == [b""]
+
+
+def test_a_host_with_trailing_whitespace_is_judged_without_it(host):
+    """`Host: x\\t` is the valid host `x`, not an invalid one."""
+    assert served(host, b"GET / HTTP/1.1\r\nHost: a.example:80\t \r\n\r\n")[b"host"] == [
+        b"a.example:80"
+    ]
+
+
+# ---------------------------------------------------------- what apps send
+
+
+def respond(host, kind: str, *, method: bytes = b"GET"):
+    with host.raw() as raw:
+        raw.send(b"%s /respond/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (method, kind.encode()))
+        return raw.read_response(head=method == b"HEAD")
+
+
+@pytest.mark.parametrize("kind", ["server", "both"])
+def test_the_apps_server_header_replaces_ours(host, kind):
+    response = respond(host, kind)
+    assert response.header_list("server") == [b"app/1.0"]
+    assert len(response.header_list("date")) == 1
+
+
+@pytest.mark.parametrize("kind", ["date", "both"])
+def test_the_apps_date_header_replaces_ours(host, kind):
+    response = respond(host, kind)
+    assert response.header_list("date") == [b"Thu, 01 Jan 1970 00:00:00 GMT"]
+    assert len(response.header_list("server")) == 1
+
+
+def test_without_the_apps_own_server_and_date_ours_appear_once(host):
+    response = respond(host, "tab-is-fine")
+    assert response.header_list("server") == [b"uvhost"]
+    assert len(response.header_list("date")) == 1
+    assert response.header("x-note") == b"a\tb"
+
+
+def test_a_listener_default_server_header_replaces_ours(serve):
+    config = CONFIG.replace(
+        'bind = "127.0.0.1:0"',
+        'bind = "127.0.0.1:0"\n'
+        'headers = { Server = "edge", Date = "Thu, 01 Jan 1970 00:00:00 GMT" }',
+    )
+    host = serve(config, APPS)
+    response = respond(host, "tab-is-fine")
+    assert response.header_list("server") == [b"edge"]
+    assert response.header_list("date") == [b"Thu, 01 Jan 1970 00:00:00 GMT"]
+    response = respond(host, "server")  # the app's own still wins over the listener's
+    assert response.header_list("server") == [b"app/1.0"]
+    with host.raw() as raw:  # and the host's own answers carry one of each too
+        raw.send(b"GET / HTTP/1.1\r\n\r\n")
+        canned = raw.read_response()
+    assert canned.status == 400
+    assert canned.header_list("server") == [b"edge"]
+    assert len(canned.header_list("date")) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("two-lengths", "two different content-length values"),
+        ("length-and-chunked", "content-length together with transfer-encoding"),
+        ("informational", "not a final HTTP status"),
+        ("switching", "not a final HTTP status"),
+        ("control-char", "control character"),
+        ("delete-char", "control character"),
+        ("escape-char", "control character"),
+    ],
+)
+def test_a_response_that_reads_two_ways_becomes_a_logged_500(host, errors, kind, message):
+    response = respond(host, kind)
+    assert response.status == 500
+    assert response.header_list("content-length") == [b"%d" % len(response.body)]
+    assert response.header("transfer-encoding") is None
+    logged = [r for r in errors() if "/respond/" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert message in logged[0].getMessage()
+
+
+def test_the_same_content_length_twice_is_written_once(host):
+    response = respond(host, "same-length-twice")
+    assert response.status == 200
+    assert response.header_list("content-length") == [b"2"]
+    assert response.body == b"ok"
+
+
+def test_a_204_never_carries_a_content_length_and_the_next_request_is_read_right(host):
+    """RFC 9110 8.6: no content-length on a 204, even when the app sends one; the body
+    the app sent is dropped, so the pipelined request after it is answered intact."""
+    with host.raw() as raw:
+        raw.send(
+            b"GET /respond/no-content-with-length HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: next\r\n\r\n"
+        )
+        first = raw.read_response(head=True)
+        second = raw.read_response()
+    assert first.status == 204
+    assert first.header("content-length") is None
+    assert first.header("transfer-encoding") is None
+    assert first.raw.endswith(b"\r\n\r\n")
+    assert second.status == 200
+    assert b"host=[next]" in second.body
+
+
+# ---------------------------------------------------------------- ASGI 2.4
+
+
+def test_send_after_the_client_left_raises_an_oserror(host, errors):
+    """ASGI 2.4: receive says http.disconnect, then send raises an OSError subclass;
+    the server logs nothing for it (the app did nothing wrong)."""
+    module = host.module
+    with host.raw() as raw:
+        raw.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert module.streaming.wait(TIMEOUT)
+        raw.read_until(b"first")
+    assert module.finished.wait(TIMEOUT)
+    assert module.outcome[0] == ("receive", "http.disconnect")
+    kind, error_type, is_oserror = module.outcome[1]
+    assert kind == "send"
+    assert error_type is not None, "send returned quietly after the client left"
+    assert is_oserror, error_type
+    assert error_type.__name__ == "ClientDisconnectedError"
+    assert not [r for r in errors() if "/stream" in r.getMessage()]
+
+
+def test_the_same_error_class_serves_http_and_websocket():
+    from uvhost.server import http, websocket  # noqa: PLC0415 - the two users of one class
+
+    assert http.ClientDisconnectedError is websocket.ClientDisconnectedError
+    assert issubclass(http.ClientDisconnectedError, OSError)
+
+
+def test_a_pipelined_request_after_a_refused_host_is_never_served(host):
+    """The 400 closes the connection: a request smuggled behind a bad Host is dropped."""
+    before = len(host.module.calls)
+    with host.raw() as raw:
+        raw.send(
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert raw.read_response().status == 400
+        assert raw.closed_by_server()
+    assert len(host.module.calls) == before
