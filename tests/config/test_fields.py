@@ -126,6 +126,15 @@ def test_header_values_refuse_control_characters(value: object) -> None:
     assert "inject" in error.hint
 
 
+@pytest.mark.parametrize("value", ["€", "a→b", "日本"])
+def test_header_values_outside_latin1_are_refused(value: str) -> None:
+    """The worker writes values as Latin-1 bytes: such a value passed `check` and then
+    stopped every worker at startup."""
+    error = invalid(HeaderValue, value)
+    assert "has no byte in an HTTP header" in error.message
+    assert "percent-encode" in error.hint
+
+
 @pytest.mark.parametrize(
     "name", ["Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "Upgrade", "TE"]
 )

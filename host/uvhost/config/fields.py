@@ -186,6 +186,14 @@ def parse_header_value(value: object) -> str:
             "header values must be strings without control characters (tabs are fine)",
             "control characters would let a value inject extra headers; remove them",
         )
+    try:
+        value.encode("latin-1")  # what the worker writes on the wire
+    except UnicodeEncodeError as error:
+        raise ConfigValueError(
+            f"header value {show_value(value)} holds {value[error.start]!r}, which has no "
+            "byte in an HTTP header",
+            "header values are bytes (ASCII, at most Latin-1); percent-encode other text",
+        ) from None
     return value
 
 
