@@ -156,9 +156,13 @@ class WebSocketProtocol(asyncio.Protocol):
             error = self.ws.handshake_exc
             if isinstance(error, InvalidHeaderValue) and error.name == "Sec-WebSocket-Version":
                 # RFC 6455 4.4: a version we do not speak gets 426 and the one we do
-                # (the library answers 400).
+                # (the library answers 400). RFC 9110 7.8: a 426 names the protocol it
+                # requires in Upgrade, and a sender of Upgrade lists "upgrade" in Connection.
                 response = self.ws.reject(426, "Unsupported WebSocket version; use 13.\n")
                 response.headers["Sec-WebSocket-Version"] = "13"
+                response.headers["Upgrade"] = "websocket"
+                del response.headers["Connection"]
+                response.headers["Connection"] = "Upgrade, close"
             self.stats = self.context.unrouted  # answered by uvhost, as a bad request is
             self.stats.counts[REQUESTS] += 1
             self._respond(response)  # 400/426; the app is not called
@@ -305,6 +309,9 @@ class WebSocketProtocol(asyncio.Protocol):
         for name, value in message.get("headers") or ():
             wire.header_line(name, value)  # raises on CR, LF, NUL or a bad name
             headers[name.decode("latin-1")] = value.decode("latin-1")
+        if self.transport is not None and _expects_continue(self.scope["headers"]):
+            # RFC 9110 7.8: Upgrade with "Expect: 100-continue" gets the 100 before the 101.
+            self.transport.write(wire.CONTINUE)
         self._respond(response)
         self.phase = Phase.OPEN
         self._flush()
@@ -336,6 +343,11 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         body = b"".join(self.denial_body)
         headers = Headers([(n, v) for n, v in self.denial_headers if n.lower() != "content-length"])
+        settings = self.context.settings
+        if settings.date_header and "Date" not in headers:  # RFC 9110 6.6.1: Date on a 4xx
+            headers["Date"] = wire.http_date().decode()
+        if settings.server_header and "Server" not in headers:  # as on the 101 and HTTP
+            headers["Server"] = wire.SERVER_NAME.decode()
         headers["Content-Length"] = str(len(body))
         headers["Connection"] = "close"
         status = self.denial_status
@@ -351,6 +363,8 @@ class WebSocketProtocol(asyncio.Protocol):
         ws = self.ws
         data = message.get("bytes")
         if data is not None:
+            if message.get("text") is not None:  # ASGI: exactly one of the two
+                raise RuntimeError("ASGI: websocket.send with both 'bytes' and 'text'")
             ws.send_binary(data)
         else:
             text = message.get("text")
@@ -605,6 +619,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self.close()
         if self.transport is not None:
             self.transport.abort()
+
+
+def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The handshake asked for "Expect: 100-continue" (read only when the app accepts)."""
+    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in headers)
 
 
 def websocket_scope(http_scope: Scope, headers: list[tuple[bytes, bytes]]) -> Scope:
