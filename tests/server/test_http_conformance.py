@@ -249,6 +249,43 @@ def test_transfer_encoding_in_an_http10_request_is_refused(host):
     )
 
 
+def test_an_https_target_is_served_over_plain_tcp_only_from_a_trusted_gateway(serve):
+    """RFC 9110 7.4: 421 on a plain connection (tests/server/test_http_spec_audit.py), but
+    a proxy in forwarded_allow_ips that terminated TLS may ask for an https URI."""
+    config = CONFIG.replace(
+        'bind = "127.0.0.1:0"',
+        'bind = "127.0.0.1:0"\nproxy_headers = true\nforwarded_allow_ips = ["127.0.0.1"]',
+    )
+    host = serve(config, APPS)
+    seen = served(host, b"GET https://real.example/ HTTP/1.1\r\nHost: real.example\r\n\r\n")
+    assert seen[b"host"] == [b"real.example"]
+
+
+def test_a_target_in_another_scheme_is_refused(host):
+    refused(host, b"GET ftp://real.example/x HTTP/1.1\r\nHost: x\r\n\r\n", b"not an http")
+
+
+def test_an_unknown_method_after_a_served_request_is_a_400(host):
+    """501 needs a request line to judge; behind a pipelined request llhttp's refusal is
+    read as malformed input (400), still answered after the first response."""
+    with host.raw() as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nFROBNICATE / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.read_response().status == 200
+        assert raw.read_response().status == 400
+        assert raw.closed_by_server()
+
+
+def test_a_too_large_body_declared_on_a_head_request_gets_a_bare_413(serve):
+    config = CONFIG + 'max_body_bytes = "10B"\n'  # applies to the last app: stream
+    host = serve(config, APPS)
+    with host.raw() as raw:
+        raw.send(b"HEAD /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
+        response = raw.read_response(head=True)
+        assert response.status == 413
+        assert raw.closed_by_server()
+        assert response.raw.endswith(b"\r\n\r\n")  # the head alone: nothing after it
+
+
 # ------------------------------------------------------------- field values
 
 

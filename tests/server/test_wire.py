@@ -181,7 +181,7 @@ def test_no_body_statuses_get_neither_length_nor_chunks(status, more_body):
         (100, False, False),
         (204, False, False),
         (304, False, False),
-        (205, False, True),
+        (205, False, False),  # RFC 9110 15.3.6: no content in a 205
         (404, False, True),
         (500, True, False),
     ],

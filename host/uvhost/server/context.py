@@ -108,10 +108,11 @@ class ListenerContext:
             date_header=self.settings.date_header and b"date" not in defaults,
         )
 
-    def canned(self, status: int, message: str | None = None) -> bytes:
+    def canned(self, status: int, message: str | None = None, *, head: bool = False) -> bytes:
         """A whole response uvhost answers by itself (400, 408, 500...), with this listener's
-        Server/Date preamble and default headers."""
-        return wire.canned(status, message, preamble=self.preamble, defaults=self.defaults)
+        Server/Date preamble and default headers; only its head when `head` (HEAD)."""
+        answer = wire.canned(status, message, preamble=self.preamble, defaults=self.defaults)
+        return answer[: answer.index(b"\r\n\r\n") + 4] if head else answer
 
     def send_stuck(self, flow: WriteFlow, transport: asyncio.Transport | None, now: float) -> bool:
         """Whether a paused connection's client has taken none of our bytes for this

@@ -195,6 +195,8 @@ class Exchange:
             self.phase = Phase.HEAD
             return
         body: bytes = message.get("body", b"")
+        if body.__class__ is not bytes:
+            body = _as_bytes(body)  # before the phase moves on: a 500 can still go out
         more: bool = message.get("more_body", False)
         out = self._frame(body, more)
         if not more:
@@ -284,3 +286,11 @@ def raise_too_long(exchange: Exchange) -> None:
     raise ResponseTooLongError(
         f"response body longer than its content-length ({exchange.content_length} bytes)"
     )
+
+
+def _as_bytes(body: Any) -> bytes:
+    """ASGI bodies are bytes; a bytearray or memoryview is taken as bytes, anything else
+    is the app's mistake, raised from its `send` while nothing of the response is written."""
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    raise TypeError(f"ASGI: http.response.body 'body' must be bytes, not {type(body).__name__}")

@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import Any, cast
 from urllib.parse import unquote
@@ -53,9 +54,15 @@ class UnsupportedVersionError(Exception):
 
 
 class BadRequestError(ValueError):
-    """A head llhttp accepted but the spec does not (its Host, its framing); turned into
-    400 with this message by `data_received`."""
+    """A head llhttp accepted but the spec does not (its Host, its framing, its target);
+    turned into `status` (400 unless said) with this message by `data_received`."""
 
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+ ")  # a request line's method and SP
 
 # Request header names the protocol reads itself, by kind: one dict lookup per header.
 CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING = 1, 2, 3, 4
@@ -97,7 +104,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.flush_scheduled = False
-        self.deferred_reject: tuple[int, str] | None = None
+        self.deferred_reject: tuple[int, str, bool] | None = None
         self.upgrade: tuple[Scope, Endpoint] | None = None
         self.close_after_response = False
         self.last_request_read = False  # the client said it sends no more (close, HTTP/1.0)
@@ -146,12 +153,9 @@ class HttpProtocol(asyncio.Protocol):
                 self._pause_for_good()
         except httptools.HttpParserCallbackError as error:
             self._callback_failed(error.__context__)
-        except httptools.HttpParserError:
-            if self.last_request_read:  # bytes after "Connection: close": no request, no 400
-                self.parsing = None
-                self._pause_for_good()
-                return
-            self._reject_after_pending(400, "malformed HTTP request")
+        except httptools.HttpParserError as error:
+            alone = not in_head and self.exchange is None and not self.pipeline
+            self._parse_failed(error, data if alone else b"")
         else:
             if self.in_head:
                 if self.head_fed < 0:
@@ -164,6 +168,22 @@ class HttpProtocol(asyncio.Protocol):
             elif body_before >= 0 and parsing is not None:
                 self._body_progress(parsing, body_before, len(data))
 
+    def _parse_failed(self, error: httptools.HttpParserError, fresh: bytes) -> None:
+        """llhttp refused the bytes: 400, or 501 for a method it does not know.
+
+        `fresh` is the read when the refused request is the first thing in it (no
+        request before it started an exchange): a method llhttp does not know is
+        told from garbage by its shape there ("TOKEN SP").
+        """
+        if self.last_request_read:  # bytes after "Connection: close": no request, no 400
+            self.parsing = None
+            self._pause_for_good()
+        elif isinstance(error, httptools.HttpParserInvalidMethodError) and _METHOD.match(fresh):
+            # RFC 9110 9.1: a method the server does not implement is a 501
+            self._reject_after_pending(501, "request method not implemented")
+        else:
+            self._reject_after_pending(400, "malformed HTTP request")
+
     def _callback_failed(self, cause: BaseException | None) -> None:
         """One of our parser callbacks raised: the client's fault, answered, or our bug."""
         if isinstance(cause, HeadTooLargeError):
@@ -171,7 +191,7 @@ class HttpProtocol(asyncio.Protocol):
         elif isinstance(cause, UnsupportedVersionError):
             self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
         elif isinstance(cause, BadRequestError):
-            self._reject_after_pending(400, str(cause))
+            self._reject_after_pending(cause.status, str(cause))
         elif isinstance(cause, ValueError | httptools.HttpParserError):  # a bad target
             self._reject_after_pending(400, "bad request")
         else:  # our own bug, not the client's: say so, and log it with its traceback
@@ -220,8 +240,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.head_size += len(url)
-        if self.head_size > self.context.settings.max_header_bytes:
-            raise HeadTooLargeError
+        if self.head_size > self.context.settings.max_header_bytes:  # RFC 9112 3: a target
+            raise BadRequestError("request target too long", 414)  # too long to parse
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:
@@ -244,6 +264,8 @@ class HttpProtocol(asyncio.Protocol):
             elif kind == EXPECT:
                 self.expect_continue = value.lower() == b"100-continue"
             else:
+                if value.lower() != b"chunked":
+                    _check_transfer_coding(value)
                 self.transfer_encoding = True
         self.headers.append((name, value))
 
@@ -253,8 +275,9 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise UnsupportedVersionError(version)
-        if self.host not in wire.VALID_HOSTS or self.transfer_encoding:  # one set lookup
-            self._check_head(version)
+        wants_upgrade = parser.should_upgrade()
+        if self.host not in wire.VALID_HOSTS or self.transfer_encoding or wants_upgrade:
+            self._check_head(version, wants_upgrade)  # the usual request: one set lookup
         url = self.url
         if url[:1] == b"/":  # origin-form, nearly every request: no URL object needed
             raw_path, _, query = url.partition(b"?")
@@ -267,7 +290,7 @@ class HttpProtocol(asyncio.Protocol):
         else:  # absolute-form ("http://host/path")
             parsed = httptools.parse_url(url)
             raw_path, query = parsed.path or b"/", parsed.query or b""
-            self._take_target_authority(parsed)
+            self._take_target_authority(parsed, self.context)
         path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
         context = self.context
         endpoint = context.router.resolve(path)
@@ -295,7 +318,6 @@ class HttpProtocol(asyncio.Protocol):
             "headers": self.headers,
             "state": state.copy() if state else {},
         }
-        wants_upgrade = parser.should_upgrade()
         self.keeps_alive = keeps_alive = parser.should_keep_alive()
         if (
             wants_upgrade
@@ -306,7 +328,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         max_body = endpoint.max_body_bytes if endpoint is not None else UNLIMITED
         if self.content_length > max_body:
-            self._reject_after_pending(413, "request body too large")
+            is_head = scope["method"] == "HEAD"
+            self._reject_after_pending(413, "request body too large", head=is_head)
             return
         exchange = Exchange(
             self,
@@ -327,9 +350,13 @@ class HttpProtocol(asyncio.Protocol):
             self.pipeline.append(exchange)
             self.update_reading()
 
-    def _check_head(self, version: str) -> None:
+    def _check_head(self, version: str, wants_upgrade: bool) -> None:
         """What llhttp lets through and the spec does not; a request whose Host was seen
-        before and that has no transfer coding never gets here."""
+        before, with no transfer coding and no Upgrade, never gets here."""
+        if wants_upgrade and self.parser.get_method() == b"CONNECT":
+            # RFC 9110 9.3.6: CONNECT asks for a tunnel, which only a proxy makes; an app
+            # answering it with a body would leave the client reading a tunnel
+            raise BadRequestError("CONNECT is not implemented by this server", 501)
         host = self.host
         if host is None:
             if version == "1.1":  # RFC 9112 3.2
@@ -340,11 +367,18 @@ class HttpProtocol(asyncio.Protocol):
             # RFC 9112 6.1: HTTP/1.0 has no transfer codings; its framing is faulty
             raise BadRequestError("Transfer-Encoding in an HTTP/1.0 request")
 
-    def _take_target_authority(self, parsed: Any) -> None:
+    def _take_target_authority(self, parsed: Any, context: ListenerContext) -> None:
         """RFC 9112 3.2.2: with an absolute-form target the server uses the target's host
         and ignores the Host header, so the app's `host` header is rewritten to it."""
         if parsed.userinfo is not None:  # RFC 9110 4.2.4: treated as an error
             raise BadRequestError("the request target carries userinfo")
+        scheme = (parsed.schema or b"").lower()
+        if scheme not in (b"http", b"https"):
+            raise BadRequestError("the request target is not an http or https URI")
+        if scheme == b"https" and context.scheme != "https" and context.proxies is None:
+            # RFC 9110 7.4: an https resource asked for over a connection not secured for
+            # it (and not from a trusted gateway) is not ours to serve
+            raise BadRequestError("an https target on a connection without TLS", 421)
         host: bytes = parsed.host
         if b":" in host:
             host = b"[%s]" % host  # an IPv6 literal
@@ -461,7 +495,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         if exchange.phase in (Phase.START, Phase.HEAD):
             exchange.phase = Phase.DONE
-            self.write_now(self.context.canned(500))
+            self.write_now(self.context.canned(500, head=exchange.is_head))
             exchange.record(500)
         self.close()
         exchange.record(0)
@@ -491,7 +525,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
         if self.deferred_reject is not None:
-            self.reject(*self.deferred_reject)
+            status, message, head = self.deferred_reject
+            self.reject(status, message, head=head)
             return
         keep = exchange.keep_alive and not self.close_after_response
         if self.close_after_response and exchange.framing is not None:
@@ -595,9 +630,14 @@ class HttpProtocol(asyncio.Protocol):
 
     # -------------------------------------------------- rejecting and closing
 
-    def reject(self, status: int, message: str, answering: Exchange | None = None) -> None:
-        """A canned answer and a close; counted for `answering`, else as the host's own."""
-        self.write_now(self.context.canned(status, message))
+    def reject(
+        self, status: int, message: str, answering: Exchange | None = None, *, head: bool = False
+    ) -> None:
+        """A canned answer and a close; counted for `answering`, else as the host's own.
+        To a HEAD request (`head`, or `answering` is one) it is the head alone (RFC 9110
+        9.3.2): a body there would be read as the start of the next response."""
+        head = head or (answering is not None and answering.is_head)
+        self.write_now(self.context.canned(status, message, head=head))
         if answering is not None and not answering.counted:
             answering.record(status)
         else:
@@ -606,8 +646,11 @@ class HttpProtocol(asyncio.Protocol):
             unrouted.finish(status, 0, 0, clock())
         self.close()
 
-    def _reject_after_pending(self, status: int, message: str, *, force: bool = False) -> None:
-        """Answer a client fault after the response in progress (if any), then close."""
+    def _reject_after_pending(
+        self, status: int, message: str, *, force: bool = False, head: bool = False
+    ) -> None:
+        """Answer a client fault after the response in progress (if any), then close.
+        `head`: the fault is in a HEAD request no exchange was made for."""
         broken, self.parsing = self.parsing, None  # a body that can never complete
         self._pause_for_good()
         for waiting in self.pipeline:
@@ -625,9 +668,9 @@ class HttpProtocol(asyncio.Protocol):
             if current is not None and current.phase is not Phase.DONE:
                 answering = current  # forced: the canned answer replaces its response
                 current.phase = Phase.DONE
-            self.reject(status, message, answering)
+            self.reject(status, message, answering, head=head)
         else:
-            self.deferred_reject = (status, message)
+            self.deferred_reject = (status, message, head)
 
     def close(self) -> None:
         transport = self.transport
@@ -697,6 +740,24 @@ class HttpProtocol(asyncio.Protocol):
         ):
             self.idle_since = None
             self.close()
+
+
+def _check_transfer_coding(value: bytes) -> None:
+    """A Transfer-Encoding other than plain "chunked" (lower-cased `value`): llhttp takes
+    "gzip, chunked" as chunked, and an app would read the still-coded bytes as the body.
+
+    RFC 9112 6.3: chunked not last leaves the body's length unknown (400);
+    7.1: "chunked" with parameters is an error (400); 6.1: a coding the
+    server does not know gets 501.
+    """
+    codings = [coding.strip(b" \t") for coding in value.lower().split(b",")]
+    codings = [coding for coding in codings if coding]  # RFC 9110 5.6.1: empty elements
+    if not codings or codings[-1] != b"chunked":
+        raise BadRequestError("Transfer-Encoding does not end in chunked")
+    if any(coding.startswith(b"chunked") and coding != b"chunked" for coding in codings):
+        raise BadRequestError("chunked takes no parameters")
+    if any(coding != b"chunked" for coding in codings):
+        raise BadRequestError("transfer coding not implemented", 501)
 
 
 def _serves_websocket(

@@ -109,7 +109,9 @@ class Framing:
 
 
 def body_allowed(status: int, method_is_head: bool) -> bool:
-    return not (method_is_head or status < 200 or status in (204, 304))
+    """Whether the response carries content: never to HEAD, or for 1xx, 204, 205 (RFC 9110
+    15.3.6: MUST NOT) and 304; what an app sends there is dropped."""
+    return not (method_is_head or status < 200 or status in (204, 205, 304))
 
 
 def build_head(
@@ -136,8 +138,12 @@ def build_head(
     if not 100 <= status <= 999:
         raise BadResponseHeaderError(f"status {status!r} is not a three-digit HTTP status")
     lines = [status_line(status), preamble]
-    lengthless = status < 200 or status == 204  # RFC 9110 8.6: never a content-length
+    # RFC 9110 8.6: never a content-length on 1xx and 204; a 205 has no content, and says
+    # so (RFC 9112 6.3 gives it no implied length, so a client would read to the close)
+    lengthless = status < 200 or status in (204, 205)
     content_length, close, seen = _copy_headers(headers, lines, defaults, lengthless)
+    if status == 205:
+        lines.append(b"content-length: 0\r\n")
     if seen & PREAMBLE_KINDS and preamble:
         lines[1] = preamble_without(preamble, seen)
     keep_alive = keep_alive and not close
