@@ -169,7 +169,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._body_progress(parsing, body_before, len(data))
 
     def _parse_failed(self, error: httptools.HttpParserError, fresh: bytes) -> None:
-        """llhttp refused the bytes: 400, or 501 for a method it does not know.
+        """llhttp refused the bytes: 400, or 501 for a method it does not know, 505 for a
+        version it does not know.
 
         `fresh` is the read when the refused request is the first thing in it (no
         request before it started an exchange): a method llhttp does not know is
@@ -181,6 +182,8 @@ class HttpProtocol(asyncio.Protocol):
         elif isinstance(error, httptools.HttpParserInvalidMethodError) and _METHOD.match(fresh):
             # RFC 9110 9.1: a method the server does not implement is a 501
             self._reject_after_pending(501, "request method not implemented")
+        elif str(error) == "Invalid HTTP version":  # llhttp's words for HTTP/1.2, HTTP/3.1
+            self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
         else:
             self._reject_after_pending(400, "malformed HTTP request")
 
