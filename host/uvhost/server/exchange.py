@@ -61,6 +61,7 @@ class Exchange:
         "http11",
         "is_head",
         "keep_alive",
+        "late_warned",
         "max_body",
         "phase",
         "protocol",
@@ -95,6 +96,7 @@ class Exchange:
         self.started_at = started_at
         self.stats = stats
         self.counted = False  # how it ended is counted once
+        self.late_warned = False  # a message after the response was complete was logged
         self.http11 = scope["http_version"] == "1.1"
         self.is_head = scope["method"] == "HEAD"
         self.phase = Phase.START
@@ -187,6 +189,9 @@ class Exchange:
         kind = message["type"]
         phase = self.phase
         if phase is Phase.DONE or kind != EXPECTED_SEND[phase]:
+            if phase is Phase.DONE:
+                self._ignore_late(kind)
+                return
             expected = EXPECTED_SEND[phase]
             raise RuntimeError(f"ASGI: sent {kind!r} in phase {phase.name}; expected {expected}")
         if phase is Phase.START:
@@ -212,6 +217,19 @@ class Exchange:
             return
         if out:
             await self.protocol.write(out)
+
+    def _ignore_late(self, kind: str) -> None:
+        """ASGI: after the last body message, further messages are ignored. Logged once
+        per response as a warning, so the app's bug is seen without failing its task."""
+        if not self.late_warned:
+            self.late_warned = True
+            scope = self.scope
+            self.protocol.context.logger.warning(
+                "ASGI app sent %r after its response was complete; ignored (%s %s)",
+                kind,
+                scope["method"],
+                scope["path"],
+            )
 
     def _frame(self, body: bytes, more: bool) -> bytes:
         """The bytes for one body message, with the head in front of the first."""
