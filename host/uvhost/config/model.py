@@ -311,7 +311,10 @@ class Listener(Section):
     )
     headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict,
-        description="Headers added to every response unless the app sets them itself.",
+        description="Headers added to every response unless the app sets them itself. A "
+        "`Server` or `Date` here replaces uvhost's own; the framing headers (`Content-Length`, "
+        "`Transfer-Encoding`, `Connection`, `Keep-Alive`, `Upgrade`, `TE`) are refused: uvhost "
+        "writes those for each response. Values are Latin-1 text without control characters.",
         examples=[{"Strict-Transport-Security": "max-age=63072000"}],
     )
     root_path: RootPath = Field(
