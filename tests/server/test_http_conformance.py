@@ -265,6 +265,21 @@ def test_a_target_in_another_scheme_is_refused(host):
     refused(host, b"GET ftp://real.example/x HTTP/1.1\r\nHost: x\r\n\r\n", b"not an http")
 
 
+def test_a_bad_request_behind_pipelined_good_ones_is_answered_after_all_of_them(host):
+    """Requests parsed before the fault are whole and valid: each is served, in order,
+    and the 400 comes last (it was dropping the waiting ones, and the client paired
+    the 400 with the second request). Found by the request fuzzer."""
+    with host.raw() as raw:
+        raw.send(
+            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\nGET /\x00 HTTP/1.1\r\n\r\n"
+        )
+        statuses = [raw.read_response().status for _ in range(4)]
+        assert raw.closed_by_server()
+    assert statuses == [200, 200, 200, 400]
+    assert [scope["path"] for scope in host.module.calls[-3:]] == ["/1", "/2", "/3"]
+
+
 def test_an_unknown_method_after_a_served_request_is_a_400(host):
     """501 needs a request line to judge; behind a pipelined request llhttp's refusal is
     read as malformed input (400), still answered after the first response."""
@@ -275,10 +290,21 @@ def test_an_unknown_method_after_a_served_request_is_a_400(host):
         assert raw.closed_by_server()
 
 
-@pytest.mark.parametrize("version", [b"1.2", b"1.9", b"3.1", b"0.8"])
-def test_a_version_llhttp_does_not_know_gets_505(host, version):
-    """RFC 9110 6.2 would serve 1.2 as 1.1, but llhttp refuses it before any of our code
-    runs; the answer at least names the versions served, not "malformed"."""
+@pytest.mark.parametrize("version", [b"1.2", b"1.9"])
+def test_a_higher_minor_version_is_served_as_1_1(host, version):
+    """RFC 9110 6.2: a higher minor version of HTTP/1 is processed as 1.1 (strict llhttp
+    refused it with 400 before any of our code ran)."""
+    with host.raw() as raw:
+        raw.send(b"GET / HTTP/%s\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: y\r\n\r\n" % version)
+        first = raw.read_response()
+        assert first.status == 200, first.raw
+        assert b"host=[x]" in first.body
+        assert raw.read_response().status == 200  # kept alive, as 1.1 is
+    assert host.module.calls[-2]["http_version"] == "1.1"
+
+
+@pytest.mark.parametrize("version", [b"2.0", b"3.1", b"0.8", b"9.9"])
+def test_another_major_version_gets_505(host, version):
     with host.raw() as raw:
         raw.send(b"GET / HTTP/%s\r\nHost: x\r\n\r\n" % version)
         response = raw.read_response()

@@ -79,6 +79,9 @@ class HttpProtocol(asyncio.Protocol):
         self.context = context
         self.loop = loop
         self.parser = httptools.HttpRequestParser(self)
+        # HTTP/1.2 and the like reach on_headers_complete, which serves 1.x as 1.1 (RFC
+        # 9110 6.2) and answers other versions 505; strict llhttp would say 400 first
+        self.parser.set_dangerous_leniencies(lenient_version=True)
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
@@ -100,6 +103,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body_since: float | None = None  # (tick) time the body last made progress
         self.in_head = False
         self.reading_paused = False
+        self.reading_done = False  # after a fault or an upgrade we do not speak: for good
         self.flow = WriteFlow(loop)
         self.pending: list[bytes] = []
         self.pending_size = 0
@@ -169,8 +173,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._body_progress(parsing, body_before, len(data))
 
     def _parse_failed(self, error: httptools.HttpParserError, fresh: bytes) -> None:
-        """llhttp refused the bytes: 400, or 501 for a method it does not know, 505 for a
-        version it does not know.
+        """llhttp refused the bytes: 400, or 501 for a method it does not know.
 
         `fresh` is the read when the refused request is the first thing in it (no
         request before it started an exchange): a method llhttp does not know is
@@ -182,8 +185,6 @@ class HttpProtocol(asyncio.Protocol):
         elif isinstance(error, httptools.HttpParserInvalidMethodError) and _METHOD.match(fresh):
             # RFC 9110 9.1: a method the server does not implement is a 501
             self._reject_after_pending(501, "request method not implemented")
-        elif str(error) == "Invalid HTTP version":  # llhttp's words for HTTP/1.2, HTTP/3.1
-            self._reject_after_pending(505, "only HTTP/1.0 and HTTP/1.1 are served")
         else:
             self._reject_after_pending(400, "malformed HTTP request")
 
@@ -277,7 +278,9 @@ class HttpProtocol(asyncio.Protocol):
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
-            raise UnsupportedVersionError(version)
+            if version[:2] != "1." or not version[2:].isdigit():
+                raise UnsupportedVersionError(version)
+            version = "1.1"  # RFC 9110 6.2: a higher 1.x is served as the highest we know
         wants_upgrade = parser.should_upgrade()
         if self.host not in wire.VALID_HOSTS or self.transfer_encoding or wants_upgrade:
             self._check_head(version, wants_upgrade)  # the usual request: one set lookup
@@ -445,6 +448,7 @@ class HttpProtocol(asyncio.Protocol):
         websocket.start(transport, self.url.decode("latin-1"), self.headers, rest)
 
     def _pause_for_good(self) -> None:
+        self.reading_done = True  # update_reading never resumes it
         if self.transport is not None and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -527,7 +531,7 @@ class HttpProtocol(asyncio.Protocol):
         exchange.record(exchange.status)
         if self.context.access_log is not None:
             self.context.access_log(exchange, self.context.name)
-        if self.deferred_reject is not None:
+        if self.deferred_reject is not None and not self.pipeline:  # after the whole requests
             status, message, head = self.deferred_reject
             self.reject(status, message, head=head)
             return
@@ -620,7 +624,7 @@ class HttpProtocol(asyncio.Protocol):
     def update_reading(self) -> None:
         """Pause while requests wait in the pipeline or a body waits for the app."""
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.reading_done:
             return
         parsing = self.parsing
         pause = bool(self.pipeline) or (parsing is not None and parsing.buffered >= READ_HIGH_WATER)
@@ -656,9 +660,9 @@ class HttpProtocol(asyncio.Protocol):
         `head`: the fault is in a HEAD request no exchange was made for."""
         broken, self.parsing = self.parsing, None  # a body that can never complete
         self._pause_for_good()
-        for waiting in self.pipeline:
-            waiting.disconnect()
-        self.pipeline.clear()
+        if broken is not None and broken in self.pipeline:
+            self.pipeline.remove(broken)  # never started: the canned answer is its answer
+            broken.disconnect()
         current = self.exchange
         if current is not None and current is broken and current.phase is not Phase.DONE:
             current.disconnect()  # the app waiting for the rest of the body must not hang
@@ -666,7 +670,7 @@ class HttpProtocol(asyncio.Protocol):
             if not force:
                 self.close()
                 return
-        if current is None or force or current.phase is Phase.DONE:
+        if force or (not self.pipeline and (current is None or current.phase is Phase.DONE)):
             answering = None  # a fault of a later request, or of none: the host's own
             if current is not None and current.phase is not Phase.DONE:
                 answering = current  # forced: the canned answer replaces its response
