@@ -7,10 +7,18 @@
   `control_socket = "off"` has none, which the commands say plainly.
 """
 
+import asyncio
+import hashlib
 import json
+import os
 import stat
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+from uvhost.config.model import HostSettings
+from uvhost.supervisor import control
 
 CONFIG = """
 [host]
@@ -95,3 +103,42 @@ def test_control_socket_off(tmp_path, launch, listener, kit):
     assert answer.returncode == 1
     assert '"off"' in answer.stderr
     assert kit.who(web)["greeting"] == "one"
+
+
+def test_the_default_location_follows_xdg_runtime_dir(tmp_path, monkeypatch):
+    config = tmp_path / "uvhost.toml"
+    digest = hashlib.sha256(str(config.resolve()).encode()).hexdigest()[:16]
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert control.socket_path(HostSettings(), config) == Path(
+        f"/run/user/1000/uvhost/{digest}.sock"
+    )
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setattr(tempfile, "tempdir", "/var/tmp")
+    assert control.socket_path(HostSettings(), config) == Path(
+        f"/var/tmp/uvhost-{os.getuid()}/{digest}.sock"
+    )
+
+
+def test_closing_removes_the_socket_only_while_it_is_the_one_bound(sockets_dir):
+    """A newer host that took the path over (it removes a stale socket) keeps its own."""
+
+    async def handle(_command):
+        return {"ok": True}
+
+    async def scenario():
+        path = sockets_dir / "control.sock"
+        first = await control.serve(path, handle, default_location=False)
+        first.close()
+        assert not path.exists()
+        second = await control.serve(path, handle, default_location=False)
+        third = await control.serve(path, handle, default_location=False)  # replaces it
+        second.close()
+        assert path.exists()
+        assert await asyncio.to_thread(control.request, path, "status", 5) == {"ok": True}
+        third.close()
+        third.close()  # again, as every exit path may
+        assert not path.exists()
+        for server in (first, second, third):
+            await server.server.wait_closed()
+
+    asyncio.run(scenario())

@@ -142,3 +142,57 @@ def test_a_second_signal_exits_at_once(serving, kit):
         assert time.monotonic() - started < 5  # not the 30 s request, nor the 10 s grace
     assert "second stop signal" in host.output(mark)
     kit.wait_until(lambda: not any(alive(pid) for pid in workers), "the workers gone")
+
+
+ROLLING = """
+[host]
+graceful_timeout = "10s"
+startup_timeout = "60s"
+watch = false
+control_socket = "{control}"
+pid_file = "{pid}"
+
+[logging]
+format = "plain"
+access_log = false
+
+[listeners.web]
+bind = "unix:{web}"
+app = "main"
+
+[apps.main]
+target = "apps:main"
+env = {{ STARTUP_DELAY = "{delay}" }}
+"""
+
+
+def test_a_second_signal_mid_reload_leaves_no_socket_or_pid_file(
+    tmp_path, launch, sockets_dir, kit
+):
+    """The second signal exits with os._exit, which skips every `finally`; it must still
+    remove what a normal stop removes. Mid-reload is when the control socket is still up."""
+    control, web = sockets_dir / "control.sock", sockets_dir / "web.sock"
+    pid = tmp_path / "uvhost.pid"
+    kit.write_apps(tmp_path)
+    config = tmp_path / "uvhost.toml"
+
+    def render(delay: int) -> str:
+        return ROLLING.format(control=control, web=web, pid=pid, delay=delay)
+
+    config.write_text(render(0), encoding="utf-8")
+    host = launch(config)
+    host.wait_for("ready: 1 group(s), 1 worker(s)")
+    (old,) = host.workers()
+    kit.save(config, render(60))  # the new generation sleeps in its startup: the roll waits
+    host.signal(signal.SIGHUP)
+    (new,) = host.wait_workers(2) - {old}
+    mark = host.mark()
+    host.signal(signal.SIGTERM)  # queued behind the roll, so the control socket stays up
+    assert control.exists()
+    host.signal(signal.SIGINT)
+    assert host.wait_exit() == 1, host.output()
+    assert "second stop signal" in host.output(mark)
+    assert not control.exists()
+    assert not web.exists()
+    assert not pid.exists()
+    kit.wait_until(lambda: not alive(old) and not alive(new), "both generations' workers gone")

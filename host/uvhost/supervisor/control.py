@@ -12,6 +12,9 @@ Invariants:
   others, is refused rather than used.
 - A command is handled by the supervisor's serialising loop (reload is queued
   like SIGHUP), so control requests never race signals or file edits.
+- A stopped host leaves no socket behind, and removes only the file it bound:
+  `ControlServer.close()` unlinks the path while it is still that file, so a
+  newer host that took the path over keeps its socket.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import socket
 import stat
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +69,27 @@ def _private_folder(folder: Path) -> None:
         raise ControlError(f"{folder} is open to other users (mode {info.st_mode & 0o777:o})")
 
 
-async def serve(path: Path, handle: Handler, *, default_location: bool) -> asyncio.AbstractServer:
+@dataclass
+class ControlServer:
+    """The accepting control socket and the identity of the file it bound."""
+
+    server: asyncio.AbstractServer
+    path: Path
+    created: tuple[int, int]  # (st_dev, st_ino) of the socket file when it was bound
+
+    def close(self) -> None:
+        """Stop accepting and remove the socket file; safe to call again, and from any exit path.
+
+        Synchronous on purpose: the second-signal exit calls it right before `os._exit`.
+        """
+        self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            info = self.path.lstat()
+            if (info.st_dev, info.st_ino) == self.created:
+                self.path.unlink()  # never a newer host's socket bound at the same path since
+
+
+async def serve(path: Path, handle: Handler, *, default_location: bool) -> ControlServer:
     if default_location:
         _private_folder(path.parent)
     with contextlib.suppress(FileNotFoundError):
@@ -81,6 +105,7 @@ async def serve(path: Path, handle: Handler, *, default_location: bool) -> async
     finally:
         os.umask(previous)
     path.chmod(0o600)
+    info = path.lstat()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -96,7 +121,14 @@ async def serve(path: Path, handle: Handler, *, default_location: bool) -> async
         finally:
             writer.close()
 
-    return await asyncio.start_unix_server(client, sock=sock)
+    try:
+        server = await asyncio.start_unix_server(client, sock=sock)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    return ControlServer(server, path, (info.st_dev, info.st_ino))
 
 
 async def _dispatch(line: bytes, handle: Handler) -> dict[str, Any]:

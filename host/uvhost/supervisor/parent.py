@@ -12,7 +12,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
@@ -90,7 +89,7 @@ class Supervisor:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.stops = 0
         self.reload_waiters: list[asyncio.Future[ReloadOutcome]] = []
-        self.control_path: Path | None = None
+        self.control: control.ControlServer | None = None
         self.services = HostServices(metrics=self.metrics)
         self.book = self.services.book
         self.reloads = {"ok": 0, "failed": 0}
@@ -113,7 +112,14 @@ class Supervisor:
             logger.error("cannot start: %s", error)
             await self._stop_all()
             return EXIT_CANNOT_START
-        control_server = await self._serve_control()  # up before "ready" is announced
+        self.control = await self._serve_control()  # up before "ready" is announced
+        try:
+            return await self._serve()
+        finally:
+            self._close_control()  # every way out: the stop below, an error, a cancel
+
+    async def _serve(self) -> int:
+        """From ready to stopped: handle events in order until a stop, then drain."""
         self._log_listening()
         self.state = "running"
         for runner in self.groups.values():
@@ -134,16 +140,14 @@ class Supervisor:
         for waiting in self.reload_waiters:
             if not waiting.done():
                 waiting.set_result(ReloadOutcome(False, "the host is stopping"))
-        if control_server is not None:
-            control_server.close()
-            self._remove_control_socket()
+        self._close_control()
         systemd.stopping()
         logger.info("draining (up to %gs)", self.plan.config.host.graceful_timeout)
         await self._stop_all()
         logger.info("stopped")
         return EXIT_OK
 
-    async def _serve_control(self) -> asyncio.AbstractServer | None:
+    async def _serve_control(self) -> control.ControlServer | None:
         path = control.socket_path(self.plan.config.host, self.path)
         if path is None:
             return None
@@ -153,13 +157,13 @@ class Supervisor:
         except control.ControlError as error:
             logger.warning("no control socket: %s", error)
             return None
-        self.control_path = path
         return server
 
-    def _remove_control_socket(self) -> None:
-        if self.control_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.control_path.unlink()
+    def _close_control(self) -> None:
+        """Stop taking commands and remove the socket; idempotent, synchronous (see os._exit)."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
 
     async def _control(self, command: str) -> dict[str, Any]:
         if command == "reload":
@@ -231,9 +235,11 @@ class Supervisor:
         self.stops += 1
         if self.stops > 1:
             logger.warning("second stop signal: exiting now")
-            for runner in self.groups.values():
-                for worker in [*runner.workers, *runner.retiring]:
-                    worker.kill()
+            for worker in self.services.alive:  # starting ones too: none is left an orphan
+                worker.kill()
+            # os._exit skips every finally: leave nothing behind that a stopped host would not.
+            self._close_control()
+            self.sockets.close()
             pidfile.remove(self.plan.config.host.pid_file)
             os._exit(1)
         self.events.put_nowait(Event.STOP)

@@ -41,6 +41,9 @@ class HostServices:
     metrics: Callable[[], str] | None = None  # the host's Prometheus text, when it can tell
     output: Callable[[str], None] | None = None
     """Where workers' stdout and stderr lines go; None: the supervisor's own (a terminal)."""
+    alive: set[WorkerProcess] = field(default_factory=set)
+    """Every worker spawned and not yet reaped, starting ones included: the groups know only
+    those that serve or drain, and an exit that skips the drain must not orphan the rest."""
 
     def answer_metrics(self, request: ipc.MetricsRequest) -> ipc.MetricsReply:
         if self.metrics is None:
@@ -94,11 +97,17 @@ class WorkerProcess:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours)
         worker = cls(spec, process, reader, writer, services=services)
+        services.alive.add(worker)
+        background(worker._forget_when_reaped())
         writer.write(ipc.frame(ipc.Hello(replace(spec, plan=spec.plan.detached()), fds)))
         background(worker._listen())
         if process.stdout is not None and services.output is not None:
             background(_forward_lines(process.stdout, services.output))
         return worker
+
+    async def _forget_when_reaped(self) -> None:
+        await self.process.wait()
+        self.services.alive.discard(self)
 
     async def _listen(self) -> None:
         while True:
