@@ -464,6 +464,21 @@ def test_send_after_the_client_left_raises_an_oserror(host, errors):
     assert not [r for r in errors() if "/stream" in r.getMessage()]
 
 
+def test_a_client_that_hangs_up_behind_a_pipelined_request_is_noticed(host):
+    """Reading is paused while the second request waits, so the client's FIN was never
+    read: an app waiting for http.disconnect (long poll, server-sent events) waited
+    forever. The tick notices the hang-up (found by the request fuzzer)."""
+    module = host.module
+    with host.raw() as raw:
+        raw.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert module.streaming.wait(TIMEOUT)
+        raw.read_until(b"first")
+    assert module.finished.wait(TIMEOUT), "the app never learned the client left"
+    assert module.outcome[0] == ("receive", "http.disconnect")
+    assert module.outcome[1][2], "send after the hang-up did not raise an OSError"
+    assert module.calls == []  # the pipelined request was never started
+
+
 def test_the_same_error_class_serves_http_and_websocket():
     from uvhost.server import http, websocket  # noqa: PLC0415 - the two users of one class
 

@@ -6,6 +6,8 @@ Invariants:
   connection is lost, so a slow or vanished client never leaves an app
   blocked forever, nor lets it buffer without bound. A client that takes
   none of the buffer for the listener's `send_timeout` is dropped.
+- A connection whose reading we paused still learns, on the tick, that its
+  client hung up (`peer_hung_up`), so a waiting app gets `http.disconnect`.
 - A finished response is held only while more request tasks of the same
   loop turn are about to run, and never past the start of the next turn;
   a lone request is written at once. Writing to a loopback or LAN socket
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import select
 import socket
 import struct
 import termios
@@ -92,6 +95,28 @@ def delivery_mark(transport: asyncio.WriteTransport) -> int:
     except (OSError, ValueError):  # closed meanwhile, or a kernel that cannot say
         queued = 0
     return -(int(queued) + transport.get_write_buffer_size())
+
+
+_HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+def peer_hung_up(transport: asyncio.BaseTransport) -> bool:
+    """Whether the client shut down its side (FIN) or reset the connection, asked without
+    reading: a transport whose reading is paused never sees its EOF otherwise, and an
+    app waiting for `http.disconnect` (long poll, server-sent events) would wait forever.
+
+    POLLRDHUP reports the FIN even with unread bytes queued ahead of it, TCP and Unix
+    sockets alike. Costs one poll(2) of one descriptor; asked only on the tick.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), _HUNG_UP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed meanwhile
+        return False
 
 
 class Flushable(Protocol):

@@ -34,7 +34,7 @@ from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, ResponseTooLongError
-from uvhost.server.flow import WriteFlow
+from uvhost.server.flow import WriteFlow, peer_hung_up
 from uvhost.server.proxy import forwarded_client
 from uvhost.server.router import Endpoint
 from uvhost.server.websocket import WebSocketProtocol, websocket_scope
@@ -723,6 +723,11 @@ class HttpProtocol(asyncio.Protocol):
         settings = self.context.settings
         if self.context.send_stuck(self.flow, self.transport, now):
             self.abort()  # the app's send returns; pipelined requests are dropped
+            return
+        if self.reading_paused and self.transport is not None and peer_hung_up(self.transport):
+            # Reading paused (pipelined requests wait, or a body waits for the app): the
+            # client's FIN was never read. Treated as eof_received treats it: it left.
+            self.close()
             return
         parsing, since = self.parsing, self.body_since
         if (
