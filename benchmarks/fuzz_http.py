@@ -195,7 +195,7 @@ def run_atheris(run: Run, seconds: float, corpus: Path, every: float, seed: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--target", choices=["requests", "responses", "both"], default="requests")
+    parser.add_argument("--target", choices=["requests", "responses", "both"], default="both")
     parser.add_argument("--engine", choices=["atheris", "random"], default=None)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--corpus", type=Path, default=Path("fuzz-corpus"))

@@ -147,6 +147,7 @@ class Outcome:
     calls: list[dict[str, Any]]  # the app's record of each call on this connection
     logs: list[logging.LogRecord]
     quiet: bool = True  # False: the server never went quiet within QUIET_LIMIT
+    note: str = ""  # what else the test wants in a report (the app's program)
 
     @property
     def sent(self) -> bytes:
@@ -214,6 +215,18 @@ class FuzzHost:
             with contextlib.suppress(Exception):
                 fd = server.transport.get_extra_info("socket").fileno()
         return sock, port, fd
+
+    def _snapshot(self, port: int) -> list[dict[str, Any]]:
+        """This example's calls as they are now, copied in the server's loop."""
+
+        async def copy() -> list[dict[str, Any]]:
+            return [
+                {key: list(value) if isinstance(value, list) else value for key, value in c.items()}
+                for c in self._calls(port)
+            ]
+
+        result: list[dict[str, Any]] = self.host.call(copy)
+        return result
 
     def _calls(self, port: int) -> list[dict[str, Any]]:
         """This example's app calls: those of its connection (`conn` is the id of the
@@ -290,9 +303,9 @@ class FuzzHost:
                     break
                 time.sleep(0.001)
             is_quiet = closed or quiet_twice >= 2
+            calls = self._snapshot(port)  # before we leave: the apps see that too
         finally:
             sock.close()
-        calls = [dict(call) for call in self._calls(port)]
         return Outcome(
             port, list(pieces), bytes(received), closed, calls, self.watch.take(), is_quiet
         )
@@ -358,7 +371,11 @@ class Response:
 
 
 def read_responses(
-    wire: bytes, closed: bool, method_of: Callable[[int, bytes], Sequence[bytes]]
+    wire: bytes,
+    closed: bool,
+    method_of: Callable[[int, bytes], Sequence[bytes]],
+    *,
+    in_progress: bool = False,
 ) -> tuple[list[Response], bytes]:
     """Every response in `wire`, in order, and bytes left over that begin no response.
 
@@ -367,6 +384,8 @@ def read_responses(
     tried in turn, when the test cannot know (the server's own answer to a
     request it could not parse). A response the
     close cut short comes back with `complete=False` and must be the last.
+    `in_progress`: the app is still sending, so the last response may be
+    unfinished on an open connection (it comes back with `complete=False`).
     Raises WireError for anything h11 (as a strict client) or our own extra
     checks refuse.
     """
@@ -375,6 +394,8 @@ def read_responses(
     while rest:
         end = rest.find(b"\r\n\r\n")
         if end < 0:
+            if in_progress and not closed:
+                break
             if closed:
                 raise WireError(f"a response head cut short by the close: {rest[:200]!r}")
             raise WireError(f"a response head never completed: {rest[:200]!r}")
@@ -382,7 +403,7 @@ def read_responses(
         methods = method_of(len(responses), head)
         for method in methods:  # the first framing that reads it
             try:
-                response, rest = _read_one(rest, closed, method)
+                response, rest = _read_one(rest, closed, method, in_progress)
             except WireError:
                 if method == methods[-1]:
                     raise
@@ -395,7 +416,9 @@ def read_responses(
     return responses, rest
 
 
-def _read_one(data: bytes, closed: bool, method: bytes) -> tuple[Response, bytes]:
+def _read_one(
+    data: bytes, closed: bool, method: bytes, in_progress: bool = False
+) -> tuple[Response, bytes]:
     client = h11.Connection(h11.CLIENT, max_incomplete_event_size=1 << 24)
     client.send(h11.Request(method=method, target="/", headers=[("host", "fuzz")]))
     client.send(h11.EndOfMessage())
@@ -416,6 +439,10 @@ def _read_one(data: bytes, closed: bool, method: bytes) -> tuple[Response, bytes
             elif isinstance(event, h11.EndOfMessage):
                 break
             elif event is h11.NEED_DATA:
+                if in_progress and not closed and response is not None:
+                    response.body = b"".join(body)
+                    response.complete = False
+                    return response, b""
                 if not closed:
                     raise WireError(f"a response never completed: {data[:300]!r}")
                 if eof_fed:
@@ -425,7 +452,7 @@ def _read_one(data: bytes, closed: bool, method: bytes) -> tuple[Response, bytes
             else:
                 raise WireError(f"unexpected h11 event {event!r}")
     except h11.RemoteProtocolError as error:
-        if response is not None and closed and "incomplete" in str(error):
+        if response is not None and closed and "without sending complete" in str(error):
             response.body = b"".join(body)
             response.complete = False
             return response, b""

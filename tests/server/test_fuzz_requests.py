@@ -430,6 +430,12 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         ),
     ),
     (
+        "bare-lf",
+        "a bare LF as a line end is malformed (RFC 9112 2.2 allows, does not require, reading"
+        " it): 400, documented; h11 accepts it",
+        lambda d: d.kind == "rejects" and re.search(rb"(?<!\r)\n", d.head) is not None,
+    ),
+    (
         "leading-empty-line",
         "RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request-line;"
         " llhttp does, h11 refuses it (not stricter: uvhost follows the RFC here)",
