@@ -49,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
 QUIET_LIMIT = 5.0
 """Seconds an example may take to become quiet; beyond it the example is a finding."""
+PIECE_LIMIT = 0.5
+"""Seconds to wait for the server to read one piece before sending the next anyway."""
 SIOCOUTQ = 0x5411  # linux/sockios.h: bytes in a socket's send queue not yet acknowledged
 
 
@@ -284,7 +286,9 @@ class FuzzHost:
                     closed = _read_to_close(sock, received, deadline) or True
                     break
                 # one read per piece: wait until the server's socket holds nothing unread
-                while fd >= 0 and _queued(fd, termios.FIONREAD) and time.monotonic() < deadline:
+                # (bounded: a server that paused reading for good never takes it)
+                taken_by = min(deadline, time.monotonic() + PIECE_LIMIT)
+                while fd >= 0 and _queued(fd, termios.FIONREAD) and time.monotonic() < taken_by:
                     closed = _drain(sock, received, 0.0005) or closed
                     if closed:
                         break
@@ -401,14 +405,17 @@ def read_responses(
             raise WireError(f"a response head never completed: {rest[:200]!r}")
         head = rest[: end + 4]
         methods = method_of(len(responses), head)
-        for method in methods:  # the first framing that reads it
+        read: list[tuple[Response, bytes]] = []
+        for method in methods:  # the first framing that reads it whole, else cut short
             try:
-                response, rest = _read_one(rest, closed, method, in_progress)
+                read.append(_read_one(rest, closed, method, in_progress))
             except WireError:
-                if method == methods[-1]:
+                if method == methods[-1] and not read:
                     raise
-            else:
+                continue
+            if read[-1][0].complete:
                 break
+        response, rest = next((one for one in read if one[0].complete), read[0])
         _check_head(head, response)
         responses.append(response)
         if not response.complete or not response.keep_alive:

@@ -348,14 +348,16 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         lambda d: d.kind == "rejects" and d.status in (413, 414, 431),
     ),
     (
-        "authority-form",
-        "RFC 9112 3.2.3: the authority-form target (host:port) is for CONNECT only: 400;"
-        " h11 takes any target",
+        "target-form",
+        "RFC 9112 3.2: a target that is no origin-form, http(s) absolute-form or OPTIONS"
+        " asterisk is refused with 400 (the authority-form is CONNECT's, answered 501);"
+        " h11 takes any visible characters",
         lambda d: (
             d.kind == "rejects"
             and d.ref is not None
-            and not d.ref.target.startswith((b"/", b"*"))
-            and b"://" not in d.ref.target
+            and not d.ref.target.startswith(b"/")
+            and d.ref.target != b"*"
+            and not d.ref.target.lower().startswith((b"http://", b"https://"))
         ),
     ),
     (
@@ -430,6 +432,20 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         ),
     ),
     (
+        "minor-version-as-1.1",
+        "RFC 9110 6.2: a request of a higher 1.x minor version is processed as the highest the"
+        " server implements, so the app sees http_version 1.1; h11 reports the version sent",
+        lambda d: (
+            d.kind == "differs"
+            and d.field == "http_version"
+            and d.call is not None
+            and d.ref is not None
+            and d.call["http_version"] == b"1.1"
+            and d.ref.http_version[:2] == b"1."
+            and d.ref.http_version > b"1.1"
+        ),
+    ),
+    (
         "bare-lf",
         "a bare LF as a line end is malformed (RFC 9112 2.2 allows, does not require, reading"
         " it): 400, documented; h11 accepts it",
@@ -442,7 +458,7 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         lambda d: (
             d.kind == "serves"
             and d.verdict.error == "no request line received"
-            and d.stream[d.verdict.at : d.verdict.at + 2] in (b"\r\n", b"\n")
+            and d.stream.startswith((b"\r\n", b"\n"), d.verdict.at)
         ),
     ),
 ]

@@ -177,7 +177,7 @@ class Program:
     pipelined: bool  # a well-behaved GET /ok follows on the same connection
     split: bool  # the two requests arrive in two reads
     key: str = ""
-    notes: list[str] = field(default_factory=list)
+    events: list[tuple[str, str]] = field(default_factory=list)  # what the app saw, once run
 
 
 def _start(draw: Draw, body_size: int) -> dict[str, Any]:
@@ -375,6 +375,12 @@ class Finding:
 # TEMPORARY: the lead deletes each entry with its fix; then the test must pass without it.
 KNOWN_IN_FLIGHT: list[tuple[str, str, Callable[[Program, Finding], bool]]] = [
     (
+        "too-long-swallowed",
+        "an app that catches the too-long error and sends on gets the head written again"
+        " with no body and the connection kept: desync. /work/fuzz-findings.md F4",
+        lambda prog, finding: ("raised", "ResponseTooLongError") in prog.events,
+    ),
+    (
         "framing-headers",
         "an app sending two different Content-Length values, Content-Length with"
         " Transfer-Encoding, or its own Server/Date gets a desynchronising or doubled head"
@@ -437,6 +443,7 @@ running after it is a finding."""
 
 def check(prog: Program, outcome: Outcome, call: dict[str, Any] | None) -> list[Finding]:
     """Every invariant for one example (uncovered and covered alike)."""
+    prog.events = list(call["events"]) if call is not None else []
     findings = [
         Finding("log", fuzzkit.describe(record))
         for record in outcome.logs
