@@ -59,6 +59,22 @@ async def respond(scope, receive, send):
     await send({"type": "http.response.body", "body": b"ok"})
 
 
+async def catcher(scope, receive, send):
+    """/catcher/KIND: sends more than its content-length, catches the error, goes on."""
+    first = scope["path"].endswith("/after-head")
+    await send({"type": "http.response.start", "status": 418,
+                "headers": [(b"content-length", b"17")]})
+    if first:
+        await send({"type": "http.response.body", "body": b"0123456789", "more_body": True})
+    try:
+        await send({"type": "http.response.body", "body": b"HTTP/1.1 200 OK\r\n\r\n",
+                    "more_body": True})
+    except Exception as error:
+        caught.append(type(error).__name__)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+caught = []
 streaming = threading.Event()
 outcome = []  # what each send after the client left did
 finished = threading.Event()
@@ -86,7 +102,7 @@ async def stream(scope, receive, send):
 CONFIG = """
 [listeners.main]
 bind = "127.0.0.1:0"
-routes = { "/" = "echo", "/respond" = "respond", "/stream" = "stream" }
+routes = { "/" = "echo", "/respond" = "respond", "/stream" = "stream", "/catcher" = "catcher" }
 
 [apps.echo]
 target = "apps:echo"
@@ -98,6 +114,10 @@ lifespan = "off"
 
 [apps.stream]
 target = "apps:stream"
+lifespan = "off"
+
+[apps.catcher]
+target = "apps:catcher"
 lifespan = "off"
 """
 
@@ -314,7 +334,9 @@ def test_another_major_version_gets_505(host, version):
 
 
 def test_a_too_large_body_declared_on_a_head_request_gets_a_bare_413(serve):
-    config = CONFIG + 'max_body_bytes = "10B"\n'  # applies to the last app: stream
+    config = CONFIG.replace(
+        'target = "apps:stream"\n', 'target = "apps:stream"\nmax_body_bytes = "10B"\n'
+    )
     host = serve(config, APPS)
     with host.raw() as raw:
         raw.send(b"HEAD /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
@@ -416,6 +438,30 @@ def test_a_response_that_reads_two_ways_becomes_a_logged_500(host, errors, kind,
     logged = [r for r in errors() if "/respond/" in r.getMessage()]
     assert len(logged) == 1, [r.getMessage() for r in logged]
     assert message in logged[0].getMessage()
+
+
+@pytest.mark.parametrize("where", ["before-head", "after-head"])
+def test_a_body_longer_than_its_length_ends_the_response_even_if_the_app_goes_on(
+    host, errors, where
+):
+    """The app catches the error and sends its last body message: the response was over
+    when the error was raised (500 if its head was not written, else a close), never a
+    head promising bytes that do not come on a kept connection (found by the response
+    fuzzer: the next response was read as this one's body)."""
+    with host.raw() as raw:
+        raw.send(b"GET /catcher/%s HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                 % where.encode())
+        data = raw.read_to_close()
+    assert host.module.caught == ["ResponseTooLongError"]
+    if where == "before-head":
+        assert data.startswith(b"HTTP/1.1 500 "), data
+        assert data.count(b"HTTP/1.1 ") == 1, data
+    else:
+        assert data.startswith(b"HTTP/1.1 418 "), data
+        assert data.endswith(b"\r\n\r\n0123456789"), data  # cut short, then closed
+    assert host.module.calls == []  # the pipelined request is not served after it
+    logged = [r for r in errors() if "/catcher/" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
 
 
 def test_the_same_content_length_twice_is_written_once(host):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from uvhost.observe.stats import BYTES_IN, RouteStats
 from uvhost.server import wire
@@ -271,11 +271,23 @@ class Exchange:
             if self.counts_body:
                 self.sent += len(body)
                 if self.sent > self.content_length:
-                    if prefix:
-                        self.phase = Phase.HEAD  # nothing written yet: a 500 can still go out
-                    raise_too_long(self)
+                    self._too_long(head_unwritten=bool(prefix))
         self.response_bytes += len(body)  # counted once it is sure to be written
         return prefix + data if prefix else data
+
+    def _too_long(self, *, head_unwritten: bool) -> NoReturn:
+        """More bytes than the content-length: the response is over here and now (a 500
+        if its head is not written yet, else a close), whatever the app does after
+        catching the error; a later body message would otherwise pass the length
+        check and leave a promise of bytes that never come on a kept connection."""
+        if head_unwritten:
+            self.phase = Phase.HEAD  # nothing written yet: a 500 can still go out
+        error = ResponseTooLongError(
+            f"response body longer than its content-length ({self.content_length} bytes)"
+        )
+        self.protocol.app_error(self, str(error))
+        self.protocol.answer_app_failure(self)
+        raise error
 
     def _stage_large(self, prefix: bytes, body: bytes, more: bool, chunked: bool) -> bytes:
         """Large bodies are never concatenated: the pieces go out in one writev."""
@@ -283,9 +295,7 @@ class Exchange:
         if not chunked and self.counts_body:
             self.sent += len(body)
             if self.sent > self.content_length:  # checked before the head is queued
-                if prefix:
-                    self.phase = Phase.HEAD  # nothing written yet: a 500 can still go out
-                raise_too_long(self)
+                self._too_long(head_unwritten=bool(prefix))
         if prefix:
             protocol.stage(prefix)
         self.response_bytes += len(body)
@@ -297,13 +307,8 @@ class Exchange:
 
 
 class ResponseTooLongError(RuntimeError):
-    """The app sent more bytes than its content-length; the connection is closed."""
-
-
-def raise_too_long(exchange: Exchange) -> None:
-    raise ResponseTooLongError(
-        f"response body longer than its content-length ({exchange.content_length} bytes)"
-    )
+    """The app sent more bytes than its content-length; answered (500 or a close) and
+    logged before it is raised into the app."""
 
 
 def _as_bytes(body: Any) -> bytes:

@@ -471,20 +471,18 @@ class HttpProtocol(asyncio.Protocol):
         self.context.turn_writer.starting -= 1
         try:
             await app(exchange.scope, exchange.receive, exchange.send)
-        except ResponseTooLongError as error:
-            self.app_error(exchange, str(error))
-            self._answer_app_failure(exchange)
-            return
+        except ResponseTooLongError:
+            return  # answered and logged where it was raised (Exchange._too_long)
         except wire.BadResponseHeaderError as error:
             self.app_error(exchange, f"invalid response: {error}")
-            self._answer_app_failure(exchange)
+            self.answer_app_failure(exchange)
             return
         except Exception as error:  # noqa: BLE001 - any app failure is answered, not raised
             if isinstance(error, ClientDisconnectedError) and exchange.disconnected:
                 exchange.record(0)  # our own "the client left", let through: no app fault
                 return
             self.app_error(exchange, "exception in ASGI app", error)
-            self._answer_app_failure(exchange)
+            self.answer_app_failure(exchange)
             return
         if exchange.phase is Phase.DONE or exchange.disconnected:
             exchange.record(0)  # unless already counted: cut short, or the client left
@@ -493,17 +491,18 @@ class HttpProtocol(asyncio.Protocol):
             self.app_error(exchange, "ASGI app returned without starting a response")
         else:
             self.app_error(exchange, "ASGI app returned before completing its response")
-        self._answer_app_failure(exchange)
+        self.answer_app_failure(exchange)
 
-    def _answer_app_failure(self, exchange: Exchange) -> None:
-        """500 if nothing of the response was written yet, otherwise close."""
+    def answer_app_failure(self, exchange: Exchange) -> None:
+        """500 if nothing of the response was written yet, otherwise close; the exchange
+        is done either way (what the app sends after is ignored)."""
         if exchange.disconnected:
             exchange.record(0)
             return
         if exchange.phase in (Phase.START, Phase.HEAD):
-            exchange.phase = Phase.DONE
             self.write_now(self.context.canned(500, head=exchange.is_head))
             exchange.record(500)
+        exchange.phase = Phase.DONE
         self.close()
         exchange.record(0)
 
