@@ -361,6 +361,18 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         ),
     ),
     (
+        "absolute-form-authority",
+        "an absolute-form target whose authority is no host[:port] (RFC 3986 3.2) gets 400;"
+        " h11 takes any visible characters",
+        lambda d: (
+            d.kind == "rejects"
+            and d.ref is not None
+            and d.ref.target.lower().startswith((b"http://", b"https://"))
+            and VALID_HOST.fullmatch(re.split(rb"[/?#]", d.ref.target.split(b"://", 1)[1])[0])
+            is None
+        ),
+    ),
+    (
         "host-value",
         "RFC 9112 3.2: a Host whose value is no uri-host[:port] gets 400; h11 does not look"
         " at the value",

@@ -375,6 +375,12 @@ class Finding:
 # TEMPORARY: the lead deletes each entry with its fix; then the test must pass without it.
 KNOWN_IN_FLIGHT: list[tuple[str, str, Callable[[Program, Finding], bool]]] = [
     (
+        "app-duplicate-singletons",
+        "an app's two Server or two Date lines go out as sent (wire.py says once each)."
+        " /work/fuzz-findings.md F5",
+        lambda prog, finding: finding.invariant == "wire" and _duplicate_singletons(prog),
+    ),
+    (
         "too-long-swallowed",
         "an app that catches the too-long error and sends on gets the head written again"
         " with no body and the connection kept: desync. /work/fuzz-findings.md F4",
@@ -422,9 +428,19 @@ def _framing_trouble(headers: Any) -> bool:
     return (
         len(lengths) > 1
         or (bool(lengths) and b"transfer-encoding" in names)
-        or b"server" in names
-        or b"date" in names
+        or names.count(b"server") == 1
+        or names.count(b"date") == 1
     )
+
+
+def _duplicate_singletons(prog: Program) -> bool:
+    for step in prog.steps:
+        headers = step[1].get("headers") if step[0] == "send" else None
+        if isinstance(headers, list):
+            names = [pair[0].lower() for pair in headers if isinstance(pair[0], bytes)]
+            if names.count(b"server") > 1 or names.count(b"date") > 1:
+                return True
+    return False
 
 
 APP_FAULTS = (  # what uvhost logs for an app's fault: expected here, and nothing else
