@@ -230,6 +230,25 @@ def test_a_valid_host_reaches_the_app_unchanged(host, value):
     assert seen[b"host"] == [value]
 
 
+def test_every_request_on_a_connection_has_its_host_checked(host):
+    """A connection remembers the last Host it found valid (a compare per request instead
+    of a lookup); a different, invalid one later on the same connection is still a 400."""
+    before = len(host.module.calls)
+    with host.raw() as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        assert raw.read_response().status == 200
+        raw.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        assert raw.read_response().status == 200
+        raw.send(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n")
+        assert raw.read_response().status == 400
+        assert raw.closed_by_server()
+    assert len(host.module.calls) == before + 2
+    with host.raw() as raw:
+        raw.send(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        assert raw.read_response().status == 200
+        assert raw.read_response().status == 400  # no Host after a valid one: still refused
+
+
 def test_an_absolute_form_target_replaces_the_host_the_app_reads(host):
     """RFC 9112 3.2.2: the target's authority wins over the Host header."""
     seen = served(

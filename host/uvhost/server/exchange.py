@@ -253,7 +253,7 @@ class Exchange:
             self.keep_alive = framing.keep_alive
             declared = framing.content_length
             self.content_length = -1 if declared is None else declared
-            self.allows_body = wire.body_allowed(self.status, self.is_head)
+            self.allows_body = framing.allows_body
             self.counts_body = declared is not None and self.allows_body
             self.phase = Phase.BODY
             prefix = framing.head

@@ -66,12 +66,12 @@ _METHOD = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+ ")  # a request line's metho
 
 # Request header names the protocol reads itself, by kind: one dict lookup per header.
 CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING = 1, 2, 3, 4
-_REQUEST_KINDS = {
+_request_kind = {
     b"content-length": CONTENT_LENGTH,
     b"expect": EXPECT,
     b"host": HOST,
     b"transfer-encoding": TRANSFER_ENCODING,
-}
+}.get
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -97,6 +97,8 @@ class HttpProtocol(asyncio.Protocol):
         self.content_length = -1
         self.expect_continue = False
         self.host: bytes | None = None
+        self.known_host = b"\0"  # the last Host found valid on this connection (none yet:
+        # a value llhttp never passes, so a missing Host, None, differs from it too)
         self.transfer_encoding = False
         self.idle_since: float | None = None  # loop time the connection went idle
         self.head_since: float | None = None  # loop time a request head began arriving
@@ -257,7 +259,7 @@ class HttpProtocol(asyncio.Protocol):
         # RFC 9110 5.5: whitespace around a value is not part of it; llhttp drops only
         # the leading. (Returns the same object, no copy, when there is none.)
         value = value.rstrip(b" \t")
-        kind = _REQUEST_KINDS.get(name)
+        kind = _request_kind(name)
         if kind is not None:
             if kind == CONTENT_LENGTH:
                 self.content_length = int(value)
@@ -282,8 +284,8 @@ class HttpProtocol(asyncio.Protocol):
                 raise UnsupportedVersionError(version)
             version = "1.1"  # RFC 9110 6.2: a higher 1.x is served as the highest we know
         wants_upgrade = parser.should_upgrade()
-        if self.host not in wire.VALID_HOSTS or self.transfer_encoding or wants_upgrade:
-            self._check_head(version, wants_upgrade)  # the usual request: one set lookup
+        if self.host != self.known_host or self.transfer_encoding or wants_upgrade:
+            self._check_head(version, wants_upgrade)  # the usual request: one compare
         url = self.url
         if url[:1] == b"/":  # origin-form, nearly every request: no URL object needed
             raw_path, _, query = url.partition(b"?")
@@ -357,8 +359,9 @@ class HttpProtocol(asyncio.Protocol):
             self.update_reading()
 
     def _check_head(self, version: str, wants_upgrade: bool) -> None:
-        """What llhttp lets through and the spec does not; a request whose Host was seen
-        before, with no transfer coding and no Upgrade, never gets here."""
+        """What llhttp lets through and the spec does not; a request naming the Host its
+        connection's last request named, with no transfer coding and no Upgrade, never
+        gets here."""
         if wants_upgrade and self.parser.get_method() == b"CONNECT":
             # RFC 9110 9.3.6: CONNECT asks for a tunnel, which only a proxy makes; an app
             # answering it with a body would leave the client reading a tunnel
@@ -367,7 +370,9 @@ class HttpProtocol(asyncio.Protocol):
         if host is None:
             if version == "1.1":  # RFC 9112 3.2
                 raise BadRequestError("an HTTP/1.1 request needs a Host header")
-        elif host not in wire.VALID_HOSTS and not wire.valid_host(host):
+        elif host in wire.VALID_HOSTS or wire.valid_host(host):
+            self.known_host = host  # the next request on this connection names it again
+        else:
             raise BadRequestError("the Host header is not a valid host[:port]")
         if self.transfer_encoding and version == "1.0":
             # RFC 9112 6.1: HTTP/1.0 has no transfer codings; its framing is faulty

@@ -106,12 +106,19 @@ class Framing:
     chunked: bool
     content_length: int | None  # declared by the app, None when we frame it
     keep_alive: bool
+    allows_body: bool  # False for HEAD, 1xx, 204, 205, 304: what the app sends is dropped
+
+
+NO_CONTENT_STATUSES = frozenset((*range(100, 200), 204, 205, 304))
+"""RFC 9110 15.3.5, 15.3.6, 15.4.5: responses that carry no content (1xx are never final)."""
+_LENGTHLESS_STATUSES = frozenset((*range(100, 200), 204, 205))
+"""Statuses whose content-length the app does not get to set (RFC 9110 8.6; a 205 says 0)."""
 
 
 def body_allowed(status: int, method_is_head: bool) -> bool:
     """Whether the response carries content: never to HEAD, or for 1xx, 204, 205 (RFC 9110
     15.3.6: MUST NOT) and 304; what an app sends there is dropped."""
-    return not (method_is_head or status < 200 or status in (204, 205, 304))
+    return not (method_is_head or status in NO_CONTENT_STATUSES)
 
 
 def build_head(
@@ -138,18 +145,14 @@ def build_head(
     if not 100 <= status <= 999:
         raise BadResponseHeaderError(f"status {status!r} is not a three-digit HTTP status")
     lines = [status_line(status), preamble]
-    # RFC 9110 8.6: never a content-length on 1xx and 204; a 205 has no content, and says
-    # so (RFC 9112 6.3 gives it no implied length, so a client would read to the close)
-    lengthless = status < 200 or status in (204, 205)
-    content_length, close, seen = _copy_headers(headers, lines, defaults, lengthless)
-    if status == 205:
-        lines.append(b"content-length: 0\r\n")
-    if seen & PREAMBLE_KINDS and preamble:
-        lines[1] = preamble_without(preamble, seen)
+    content_length, close, seen = _copy_headers(headers, lines, defaults)
+    if seen or status in _LENGTHLESS_STATUSES:  # a rare head: one test on the usual path
+        content_length = _unusual_head(status, lines, content_length, seen)
     keep_alive = keep_alive and not close
 
     chunked = False
-    if content_length is None and body_allowed(status, method_is_head):
+    allows_body = not (method_is_head or status in NO_CONTENT_STATUSES)
+    if content_length is None and allows_body:
         if first_body is not None and not more_body:
             lines.append(b"content-length: %d\r\n" % len(first_body))
         elif http11:
@@ -162,7 +165,28 @@ def build_head(
     elif not http11:
         lines.append(b"connection: keep-alive\r\n")
     lines.append(b"\r\n")
-    return Framing(b"".join(lines), chunked, content_length, keep_alive)
+    return Framing(b"".join(lines), chunked, content_length, keep_alive, allows_body)
+
+
+def _unusual_head(
+    status: int, lines: list[bytes], content_length: int | None, seen: int
+) -> int | None:
+    """What a head with a transfer-encoding, Server or Date from the app, or a status that
+    takes no content-length needs; returns the content-length the framing goes by."""
+    if seen & TRANSFER_ENCODING and content_length is not None:
+        raise BadResponseHeaderError("content-length together with transfer-encoding")
+    if seen & PREAMBLE_KINDS and lines[1]:
+        lines[1] = preamble_without(lines[1], seen)
+    if status in _LENGTHLESS_STATUSES:
+        # RFC 9110 8.6: never a content-length on 1xx and 204, whatever the app says; a 205
+        # has no content and says so (RFC 9112 6.3 gives it no implied length, so a client
+        # would read to the close)
+        if content_length is not None:
+            lines[2:] = [line for line in lines[2:] if line[:15].lower() != b"content-length:"]
+        if status == 205:
+            lines.append(b"content-length: 0\r\n")
+        return None
+    return content_length
 
 
 # What a response header name means to the framing, as bits: 0 for nearly every header.
@@ -208,14 +232,14 @@ def header_line(name: bytes, value: bytes) -> tuple[bytes, bytes, int, int | Non
 
 
 def _copy_headers(
-    headers: Headers, lines: list[bytes], defaults: dict[bytes, bytes], lengthless: bool
+    headers: Headers, lines: list[bytes], defaults: dict[bytes, bytes]
 ) -> tuple[int | None, bool, int]:
     """Append the app's headers (checked) and the listener defaults it did not override.
 
-    Returns the app's content-length (None if it set none, or the status
-    has no body: `lengthless`), whether it asked to close the connection,
-    and the kinds of header it set (bits). An ordinary header costs one
-    cached lookup and one test of its kind.
+    Returns the app's content-length (None if it set none), whether it asked
+    to close the connection, and the unusual kinds of header it set (bits:
+    transfer-encoding, server, date). An ordinary header costs one cached
+    lookup and one test of its kind.
     """
     content_length: int | None = None
     close = False
@@ -224,7 +248,6 @@ def _copy_headers(
     for name, value in headers:
         line, lowered, kind, length = header_line(name, value)
         if kind:
-            seen |= kind
             if length is not None:
                 if content_length is not None:
                     if length != content_length:
@@ -233,21 +256,20 @@ def _copy_headers(
                         )
                     continue  # the same length twice is written once
                 content_length = length
-                if lengthless:
-                    continue
             elif kind == CONNECTION:
                 close = close or b"close" in value.lower()
                 continue  # the connection header is ours to write
             elif kind == TRANSFER_ENCODING:
+                seen |= kind
                 continue  # framing is ours to decide
+            else:
+                seen |= kind
         if overridden is not None and lowered in defaults:
             overridden.add(lowered)
         lines.append(line)
-    if content_length is not None and seen & TRANSFER_ENCODING:
-        raise BadResponseHeaderError("content-length together with transfer-encoding")
     if overridden is not None:
         lines.extend(default_lines(defaults, overridden))
-    return (None if lengthless else content_length), close, seen
+    return content_length, close, seen
 
 
 def preamble_without(preamble: bytes, seen: int) -> bytes:
