@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -136,8 +135,8 @@ def _shape(detail: str) -> str:
 
 
 def _rss_mib() -> int:
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    resident = int(Path("/proc/self/statm").read_text(encoding="ascii").split()[1])
+    return resident * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
 
 
 def run_random(run: Run, seconds: float, seed: int, every: float) -> None:
@@ -170,16 +169,22 @@ def run_atheris(run: Run, seconds: float, corpus: Path, every: float, seed: int)
 
     corpus.mkdir(parents=True, exist_ok=True)
     next_report = [time.monotonic() + every]
+    deadline = time.monotonic() + seconds
 
     def one_input(data: bytes) -> None:
         run.one(AtherisDraw(atheris.FuzzedDataProvider(data)))
-        if time.monotonic() >= next_report[0]:
+        now = time.monotonic()
+        if now >= next_report[0]:
             run.progress()
             next_report[0] += every
+        if now >= deadline:  # libFuzzer ends with exit(), past our summary: end here
+            finish(run)
+            sys.stdout.flush()
+            os._exit(1 if run.findings else 0)
 
     argv = [
         sys.argv[0],
-        f"-max_total_time={int(seconds)}",
+        f"-max_total_time={int(seconds) + 60}",
         f"-seed={seed}",
         "-max_len=4096",
         "-timeout=30",
@@ -205,7 +210,7 @@ def main() -> None:
     engine = options.engine
     if engine is None:
         try:
-            import atheris  # noqa: F401
+            import atheris
         except ImportError:
             engine = "random"
         else:
@@ -225,11 +230,17 @@ def main() -> None:
         else:
             run_random(run, options.seconds, options.seed, options.report)
     finally:
-        run.progress(f"outcomes {dict(run.seen)}")
-        run.close()
-        print(f"findings: {len(run.findings)} (written to {options.findings})")
-        for key in run.findings:
-            print(f"  {key}")
+        finish(run)
+    sys.exit(1 if run.findings else 0)
+
+
+def finish(run: Run) -> None:
+    """The last progress line, every outcome seen, the findings; the hosts stopped."""
+    run.progress(f"outcomes {dict(run.seen)}")
+    run.close()
+    print(f"findings: {len(run.findings)} (written to {run.findings_path})")
+    for key in run.findings:
+        print(f"  {key}")
 
 
 def _import_server() -> None:

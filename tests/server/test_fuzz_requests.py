@@ -464,6 +464,14 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         lambda d: d.kind == "rejects" and re.search(rb"(?<!\r)\n", d.head) is not None,
     ),
     (
+        "chunk-size-whitespace",
+        "RFC 9112 7.1: whitespace after a chunk size is only allowed before a ';' extension;"
+        " llhttp refuses '1 \\r\\n' (400), h11 reads it",
+        lambda d: (
+            d.kind == "rejects" and re.search(rb"\n[0-9a-fA-F]+[ \t]+\r?\n", d.stream) is not None
+        ),
+    ),
+    (
         "leading-empty-line",
         "RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request-line;"
         " llhttp does, h11 refuses it (not stricter: uvhost follows the RFC here)",
@@ -521,6 +529,27 @@ KNOWN_IN_FLIGHT: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
             and re.search(rb"\r\n[0-9a-fA-F]+[ \t]*;[ \t]|\r\n[0-9a-fA-F]+[ \t]+;", d.stream)
             is not None
         ),
+    ),
+    (
+        "absolute-form-host-chars",
+        "llhttp's URL parser refuses '_' and sub-delims in an absolute-form authority (400)"
+        " that a Host line may hold. /work/fuzz-findings.md F7",
+        lambda d: (
+            d.kind == "rejects"
+            and d.ref is not None
+            and d.ref.target.lower().startswith((b"http://", b"https://"))
+            and re.search(
+                rb"[_!$&'()*+,;=~]", re.split(rb"[/?#]", d.ref.target.split(b"://", 1)[1])[0]
+            )
+            is not None
+        ),
+    ),
+    (
+        "app-called-after-reject",
+        "after a 413 from on_headers_complete llhttp goes on through the same buffer and"
+        " the next request reaches the app though the connection is answered and closing."
+        " /work/fuzz-findings.md F6",
+        lambda d: d.kind in ("differs", "serves") and d.status == 413,
     ),
     (
         "pipelined-request-dropped",
@@ -599,8 +628,8 @@ def differential(outcome: Outcome, verdict: Verdict, status: int) -> Discrepancy
     if len(calls) > len(refs) and verdict.ending in ("rejected", "incomplete"):
         return found("serves", None, calls[len(refs)])
     if len(calls) < len(refs):
-        ref = refs[len(calls)]
-        if status or ref.complete:
+        ref = refs[len(calls)]  # h11 accepted it whole, or its head and wants more bytes
+        if ref.complete or (status and verdict.ending == "incomplete"):
             return found("rejects", ref, None)
     return None
 
