@@ -16,7 +16,7 @@ runs the same generators and the same checks against one real host on
 Every `--report` seconds it prints inputs executed, inputs/s, the corpus and
 coverage (atheris) or the distinct outcomes seen (random), the process RSS and
 the findings so far. A finding is an invariant that failed with no
-KNOWN_IN_FLIGHT or STRICTER entry covering it; each distinct one is printed
+STRICTER entry covering it; each distinct one is printed
 once, with the pieces sent and the bytes written back, and appended to
 `--findings` (default `fuzz-findings.txt` in the current folder).
 
@@ -67,7 +67,7 @@ class Run:
             self.fuzz[target] = fuzzkit.FuzzHost(host, lambda apps=apps: apps.calls)
         self.targets = targets
         self.executed = 0
-        self.covered = 0  # covered by KNOWN_IN_FLIGHT / STRICTER entries
+        self.covered = 0  # covered by STRICTER entries
         self.seen: Counter[str] = Counter()
         self.findings: dict[str, str] = {}
         self.findings_path = findings_path

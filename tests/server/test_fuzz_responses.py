@@ -22,8 +22,7 @@ example, on one reused host with a new connection:
   that faults after it a cut-short response and a close;
 - nothing but app faults is logged.
 
-`KNOWN_IN_FLIGHT` filters bugs being fixed right now; delete each entry with
-its fix.
+Any finding fails the test: there is no allow-list here.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import itertools
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,79 +367,6 @@ def _fault(phase: str, status: int, headers: Any, body: list[bytes]) -> Expected
 class Finding:
     invariant: str
     detail: str
-    covered_by: str = ""
-
-
-# Bugs being fixed in http.py/exchange.py/wire.py right now: (name, what, applies).
-# TEMPORARY: the lead deletes each entry with its fix; then the test must pass without it.
-KNOWN_IN_FLIGHT: list[tuple[str, str, Callable[[Program, Finding], bool]]] = [
-    (
-        "app-duplicate-singletons",
-        "an app's two Server or two Date lines go out as sent (wire.py says once each)."
-        " /work/fuzz-findings.md F5",
-        lambda prog, finding: finding.invariant == "wire" and _duplicate_singletons(prog),
-    ),
-    (
-        "too-long-swallowed",
-        "an app that catches the too-long error and sends on gets the head written again"
-        " with no body and the connection kept: desync. /work/fuzz-findings.md F4",
-        lambda prog, finding: ("raised", "ResponseTooLongError") in prog.events,
-    ),
-    (
-        "framing-headers",
-        "an app sending two different Content-Length values, Content-Length with"
-        " Transfer-Encoding, or its own Server/Date gets a desynchronising or doubled head"
-        " (should be 500, or the app's header alone)",
-        lambda prog, finding: (
-            finding.invariant in ("wire", "headers", "model", "count")
-            and any(
-                _framing_trouble(step[1].get("headers"))
-                for step in prog.steps
-                if step[0] == "send" and step[1].get("type") == "http.response.start"
-            )
-        ),
-    ),
-    (
-        "disconnect-while-paused",
-        "while a pipelined request waits (reading paused) the client's FIN is never read:"
-        " the app never gets http.disconnect, the connection stays. /work/fuzz-findings.md F3",
-        lambda prog, finding: (
-            finding.invariant == "disconnect" and "never saw" in finding.detail and prog.pipelined
-        ),
-    ),
-    (
-        "send-after-disconnect",
-        "an HTTP send after the client disconnected returns quietly instead of raising OSError",
-        lambda prog, finding: finding.invariant == "disconnect",
-    ),
-]
-
-
-def _framing_trouble(headers: Any) -> bool:
-    if not isinstance(headers, list):
-        return False
-    names = [pair[0].lower() for pair in headers if len(pair) == 2 and isinstance(pair[0], bytes)]
-    lengths = {
-        pair[1].strip()
-        for pair in headers
-        if len(pair) == 2 and isinstance(pair[0], bytes) and pair[0].lower() == b"content-length"
-    }
-    return (
-        len(lengths) > 1
-        or (bool(lengths) and b"transfer-encoding" in names)
-        or names.count(b"server") == 1
-        or names.count(b"date") == 1
-    )
-
-
-def _duplicate_singletons(prog: Program) -> bool:
-    for step in prog.steps:
-        headers = step[1].get("headers") if step[0] == "send" else None
-        if isinstance(headers, list):
-            names = [pair[0].lower() for pair in headers if isinstance(pair[0], bytes)]
-            if names.count(b"server") > 1 or names.count(b"date") > 1:
-                return True
-    return False
 
 
 APP_FAULTS = (  # what uvhost logs for an app's fault: expected here, and nothing else
@@ -479,7 +405,7 @@ def check(prog: Program, outcome: Outcome, call: dict[str, Any] | None) -> list[
         )
     except fuzzkit.WireError as error:
         findings.append(Finding("wire", str(error)))
-        return _cover(prog, findings)
+        return findings
     if rest:
         findings.append(Finding("wire", f"bytes after the last response: {rest[:200]!r}"))
     findings += _check_sequence(prog, outcome, responses, waiting)
@@ -491,7 +417,7 @@ def check(prog: Program, outcome: Outcome, call: dict[str, Any] | None) -> list[
         waited = [i for i, event in enumerate(events) if event == ("received", "http.disconnect")]
         if waited and any(event[0] == "sent" for event in events[waited[0] :]):
             findings.append(Finding("disconnect", f"send after the disconnect returned: {events}"))
-    return _cover(prog, findings)
+    return findings
 
 
 def _check_sequence(
@@ -580,15 +506,6 @@ def _check_headers(expected: Expected, got: fuzzkit.Response) -> list[Finding]:
     return findings
 
 
-def _cover(prog: Program, findings: list[Finding]) -> list[Finding]:
-    for finding in findings:
-        for name, _, applies in KNOWN_IN_FLIGHT:
-            if applies(prog, finding):
-                finding.covered_by = f"KNOWN_IN_FLIGHT:{name}"
-                break
-    return findings
-
-
 # ----------------------------------------------------------------- a run
 
 
@@ -628,7 +545,7 @@ def _program_call(host: fuzzkit.FuzzHost, outcome: Outcome) -> dict[str, Any] | 
 def report(outcome: Outcome, findings: list[Finding]) -> str:
     lines = [outcome.note, f"pieces: {outcome.pieces!r}", f"wire: {outcome.wire[:2000]!r}"]
     lines += [f"closed: {outcome.closed}", f"calls: {outcome.calls}"]
-    lines += [f"{f.invariant}: {f.detail} {f.covered_by}" for f in findings]
+    lines += [f"{f.invariant}: {f.detail}" for f in findings]
     return "\n".join(lines)
 
 
@@ -673,19 +590,14 @@ FUZZ = settings(
 def test_response_programs(fuzz_host: fuzzkit.FuzzHost) -> None:
     """Random ASGI message sequences: every invariant, every example."""
 
-    held = set()  # connections a KNOWN_IN_FLIGHT bug keeps open (their clients left)
-
     @FUZZ
     @given(st.data())
     def one(data: st.DataObject) -> None:
         outcome, findings = run_example(fuzz_host, HypothesisDraw(data))
-        uncovered = [finding for finding in findings if not finding.covered_by]
-        assert not uncovered, report(outcome, findings)
-        if any("disconnect-while-paused" in finding.covered_by for finding in findings):
-            held.add(outcome.port)
+        assert not findings, report(outcome, findings)
 
     one()
-    assert fuzz_host.settle(1.0) <= len(held), "connections left open after their clients left"
+    assert fuzz_host.settle(1.0) == 0, "connections left open after their clients left"
 
 
 def test_known_programs(fuzz_host: fuzzkit.FuzzHost) -> None:

@@ -53,6 +53,11 @@ class UnsupportedVersionError(Exception):
     """HTTP/0.9 (which llhttp accepts) or anything but 1.0/1.1; turned into 505."""
 
 
+class ParsingStoppedError(Exception):
+    """Raised from a parser callback once the connection was answered for good: llhttp
+    would otherwise go on through the rest of the read and start the next request."""
+
+
 class BadRequestError(ValueError):
     """A head llhttp accepted but the spec does not (its Host, its framing, its target);
     turned into `status` (400 unless said) with this message by `data_received`."""
@@ -192,6 +197,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def _callback_failed(self, cause: BaseException | None) -> None:
         """One of our parser callbacks raised: the client's fault, answered, or our bug."""
+        if isinstance(cause, ParsingStoppedError):
+            return  # answered already
         if isinstance(cause, HeadTooLargeError):
             self._reject_after_pending(431, "request head too large")
         elif isinstance(cause, UnsupportedVersionError):
@@ -233,6 +240,8 @@ class HttpProtocol(asyncio.Protocol):
     # ------------------------------------------------------ parser callbacks
 
     def on_message_begin(self) -> None:
+        if self.reading_done:  # rejected (413 from a callback, say): no request after it
+            raise ParsingStoppedError
         self.url = b""
         self.headers = []
         self.head_size = 0
@@ -296,9 +305,7 @@ class HttpProtocol(asyncio.Protocol):
                 raise ValueError("the asterisk-form target is for OPTIONS only")  # 400
             raw_path, query = url, b""
         else:  # absolute-form ("http://host/path")
-            parsed = httptools.parse_url(url)
-            raw_path, query = parsed.path or b"/", parsed.query or b""
-            self._take_target_authority(parsed, self.context)
+            raw_path, query = self._take_absolute_form(url, self.context)
         path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
         context = self.context
         endpoint = context.router.resolve(path)
@@ -378,28 +385,32 @@ class HttpProtocol(asyncio.Protocol):
             # RFC 9112 6.1: HTTP/1.0 has no transfer codings; its framing is faulty
             raise BadRequestError("Transfer-Encoding in an HTTP/1.0 request")
 
-    def _take_target_authority(self, parsed: Any, context: ListenerContext) -> None:
-        """RFC 9112 3.2.2: with an absolute-form target the server uses the target's host
-        and ignores the Host header, so the app's `host` header is rewritten to it."""
-        if parsed.userinfo is not None:  # RFC 9110 4.2.4: treated as an error
+    def _take_absolute_form(self, url: bytes, context: ListenerContext) -> tuple[bytes, bytes]:
+        """The path and query of an absolute-form target; its authority replaces the Host
+        header the app reads (RFC 9112 3.2.2: the server ignores the received Host).
+
+        The authority is judged by the same rule as a Host line (llhttp's URL
+        parser refuses `_` and sub-delims that RFC 3986 allows in a host).
+        """
+        scheme, authority, raw_path, query = wire.split_absolute_form(url)
+        if b"@" in authority:  # RFC 9110 4.2.4: userinfo is treated as an error
             raise BadRequestError("the request target carries userinfo")
-        scheme = (parsed.schema or b"").lower()
         if scheme not in (b"http", b"https"):
             raise BadRequestError("the request target is not an http or https URI")
+        if not authority or not wire.valid_host(authority):
+            raise BadRequestError("the request target's host is not a valid host[:port]")
         if scheme == b"https" and context.scheme != "https" and context.proxies is None:
             # RFC 9110 7.4: an https resource asked for over a connection not secured for
             # it (and not from a trusted gateway) is not ours to serve
             raise BadRequestError("an https target on a connection without TLS", 421)
-        host: bytes = parsed.host
-        if b":" in host:
-            host = b"[%s]" % host  # an IPv6 literal
-        authority = host if parsed.port is None else b"%s:%d" % (host, parsed.port)
         headers = self.headers
         for index, (name, _) in enumerate(headers):
             if name == b"host":
                 headers[index] = (b"host", authority)
-                return
-        headers.append((b"host", authority))  # HTTP/1.0 may leave it out
+                break
+        else:
+            headers.append((b"host", authority))  # HTTP/1.0 may leave it out
+        return raw_path, query
 
     def on_body(self, body: bytes) -> None:
         self.body_since = self.context.next_tick

@@ -45,6 +45,8 @@ def response_status(value: Any) -> int:
     A 1xx is interim (RFC 9110 15.2): a client reads it, then waits for the
     real answer, and would take the next request's response for this one's.
     """
+    if isinstance(value, float):
+        raise BadResponseHeaderError(f"status {value!r} is not an int")
     status = int(value)  # ASGI says int; a str of digits passes, as it did before
     if not 200 <= status <= 599:
         raise BadResponseHeaderError(
@@ -92,6 +94,20 @@ def valid_host(value: bytes) -> bool:
         VALID_HOSTS.clear()
     VALID_HOSTS.add(value)
     return True
+
+
+_ABSOLUTE_FORM = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(?:\?([^#]*))?")
+
+
+def split_absolute_form(target: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """(scheme lower-cased, authority, path, query) of an absolute-form request target
+    (RFC 9112 3.2.2); the path is "/" when the URI has none. ValueError (400) when the
+    target is no `scheme://authority...` URI or carries a fragment."""
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        raise ValueError("not an absolute-form request target")
+    scheme, authority, path, query = match.groups()
+    return scheme.lower(), authority, path or b"/", query or b""
 
 
 class BadResponseHeaderError(ValueError):
@@ -262,6 +278,10 @@ def _copy_headers(
             elif kind == TRANSFER_ENCODING:
                 seen |= kind
                 continue  # framing is ours to decide
+            elif seen & kind:  # a second Server or Date (RFC 9110 6.6: one of each)
+                if _repeats_line(lines, lowered, line):
+                    continue  # the same value again is written once
+                raise BadResponseHeaderError(f"two different {lowered.decode()} values")
             else:
                 seen |= kind
         if overridden is not None and lowered in defaults:
@@ -270,6 +290,16 @@ def _copy_headers(
     if overridden is not None:
         lines.extend(default_lines(defaults, overridden))
     return content_length, close, seen
+
+
+def _repeats_line(lines: list[bytes], lowered: bytes, line: bytes) -> bool:
+    """Whether `line` says what an earlier header line of the same name said."""
+    value = line.partition(b":")[2].strip()
+    return any(
+        earlier.partition(b":")[0].lower() == lowered
+        and earlier.partition(b":")[2].strip() == value
+        for earlier in lines[2:]
+    )
 
 
 def preamble_without(preamble: bytes, seen: int) -> bytes:
