@@ -19,10 +19,14 @@ messages. `FAIL_STARTUP` in an app's env fails its lifespan startup with that
 message.
 
 Edits are saved like editors do: write a sibling file, then rename it over
-(`save`). Teardown SIGKILLs the session's process group only while the
-supervisor (its leader, started here) is alive and unreaped, so the group id
-cannot belong to anyone else; then any worker seen earlier that is still in
-that group (an orphan) by its pid.
+(`save`). Teardown stops a host still running the way a user does, with
+SIGTERM, and waits for it: a SIGKILLed supervisor cannot remove its control
+socket, unix sockets or pid file, and those used to pile up in the default
+control folder. Only a host that does not exit within TIMEOUT is SIGKILLed
+(and the test fails): its session's process group while the supervisor (its
+leader, started here) is alive and unreaped, so the group id cannot belong to
+anyone else; then any worker seen earlier that is still in that group (an
+orphan) by its pid.
 
 Test modules reach the helpers here (`save`, `who`, `raw_request`,
 `read_until`, `wait_until`, `Load`...) through the `kit` fixture.
@@ -233,6 +237,18 @@ class Host:
         self.reader.join(TIMEOUT)
         return code
 
+    def stop(self) -> bool:
+        """Teardown: SIGTERM and wait, so the host cleans up; False if it had to be SIGKILLed."""
+        stopped = True
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                stopped = False
+        self.kill()  # when stopped: only the orphans' sweep and closing the log are left
+        return stopped
+
     def kill(self) -> None:
         """SIGKILL the whole session, while its leader is alive (so the group is ours)."""
         if self.process.poll() is None:
@@ -263,8 +279,10 @@ def launch() -> Iterator[Callable[..., Host]]:
         return host
 
     yield start
-    for host in started:
-        host.kill()
+    hung = [host for host in started if not host.stop()]
+    if hung:
+        logs = "\n".join(host.output() for host in hung)
+        pytest.fail(f"uvhost run did not stop on SIGTERM within {TIMEOUT:g}s:\n{logs}")
 
 
 @pytest.fixture
