@@ -35,6 +35,7 @@ from uvhost.server.asgi_types import ClientDisconnectedError, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, ResponseTooLongError
 from uvhost.server.flow import WriteFlow, peer_hung_up
+from uvhost.server.linger import linger
 from uvhost.server.proxy import forwarded_client
 from uvhost.server.router import Endpoint
 from uvhost.server.websocket import WebSocketProtocol, websocket_scope
@@ -695,10 +696,17 @@ class HttpProtocol(asyncio.Protocol):
             self.deferred_reject = (status, message, head)
 
     def close(self) -> None:
+        """Close after what is written, in stages (linger.py): the client may still be
+        sending (a pipelined request, a body we did not wait for), and the reset its
+        unread bytes would cause must not cut our answer. TLS closes outright."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
             if self.pending:
                 self.write_now(b"")
+            if linger(transport, self.loop, self.context):
+                self.transport = None  # the lingering close owns it now
+                self.connection_lost(None)
+                return
             transport.close()
 
     def abort(self) -> None:
