@@ -120,7 +120,12 @@ async def stream(scope, receive, send):
 CONFIG = """
 [listeners.main]
 bind = "127.0.0.1:0"
-routes = { "/" = "echo", "/respond" = "respond", "/stream" = "stream", "/catcher" = "catcher", "/big" = "big" }
+[listeners.main.routes]
+"/" = "echo"
+"/respond" = "respond"
+"/stream" = "stream"
+"/catcher" = "catcher"
+"/big" = "big"
 
 [apps.echo]
 target = "apps:echo"
