@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import socket
 import sys
@@ -339,3 +340,14 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
             sys.path[:] = saved_path
             os.environ.clear()
             os.environ.update(saved_environ)
+
+
+@pytest.fixture
+def errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRecord]]:
+    """What the host logged at error level (uvhost.error): app faults, our own bugs."""
+    caplog.set_level(logging.ERROR, logger="uvhost.error")
+
+    def records() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "uvhost.error"]
+
+    return records

@@ -1,6 +1,5 @@
 """App faults: 500 while nothing was written, a closed connection after; each logged once."""
 
-import logging
 
 import pytest
 
@@ -69,16 +68,6 @@ lifespan = "off"
 @pytest.fixture
 def host(serve):
     return serve(CONFIG, APPS)
-
-
-@pytest.fixture
-def errors(caplog):
-    caplog.set_level(logging.ERROR, logger="uvhost.error")
-
-    def records() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "uvhost.error"]
-
-    return records
 
 
 def fetch(host, path: str) -> bytes:

@@ -13,7 +13,6 @@ Four classes (issue 13), each test failing on the core before they were enforced
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 
@@ -154,16 +153,6 @@ TIMEOUT = 5.0
 @pytest.fixture
 def host(serve):
     return serve(CONFIG, APPS)
-
-
-@pytest.fixture
-def errors(caplog):
-    caplog.set_level(logging.ERROR, logger="uvhost.error")
-
-    def records() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "uvhost.error"]
-
-    return records
 
 
 def served(host, request: bytes) -> dict[bytes, list[bytes]]:
