@@ -37,13 +37,15 @@ import socket
 import sys
 import termios
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 import h11
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -562,3 +564,46 @@ def h11_requests(stream: bytes) -> Verdict:  # noqa: PLR0911, PLR0912 - one bran
             return Verdict(requests, "switched", at=start)
         else:
             return Verdict(requests, "closed", at=start)
+
+
+# ------------------------------------------------------ what both fuzz tests share
+
+
+@contextlib.contextmanager
+def serving(directory: Path, config: str, apps: str) -> Iterator[FuzzHost]:
+    """One real host for a whole fuzz test (each example opens its own connection)."""
+    harness = load("conftest")
+    host = harness.start_host(directory, config, apps)
+    module = host.module
+    running = FuzzHost(host, lambda: module.calls)
+    try:
+        yield running
+    finally:
+        running.close()
+        host.stop()
+        harness._forget_modules(directory.parent)
+
+
+class HypothesisDraw:
+    """The generators' `Draw` over hypothesis data (the long run draws from atheris)."""
+
+    def __init__(self, data: st.DataObject) -> None:
+        self.data = data
+
+    def integer(self, low: int, high: int) -> int:
+        return int(self.data.draw(st.integers(low, high)))
+
+    def raw(self, max_size: int) -> bytes:
+        return bytes(self.data.draw(st.binary(max_size=max_size)))
+
+
+def ci_settings(examples: int) -> settings:
+    """Reproducible in CI: derandomized, no example database, no deadline (a loaded
+    2-core machine)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )

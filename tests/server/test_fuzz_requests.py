@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # removed again below
@@ -658,37 +658,11 @@ def report(outcome: Outcome, findings: list[Finding]) -> str:
 
 @pytest.fixture(scope="module")
 def fuzz_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fuzzkit.FuzzHost]:
-    harness = fuzzkit.load("conftest")
-    directory = tmp_path_factory.mktemp("fuzz") / "host"
-    host = harness.start_host(directory, CONFIG, APPS)
-    module = host.module
-    running = fuzzkit.FuzzHost(host, lambda: module.calls)
-    try:
+    with fuzzkit.serving(tmp_path_factory.mktemp("fuzz") / "host", CONFIG, APPS) as running:
         yield running
-    finally:
-        running.close()
-        host.stop()
-        harness._forget_modules(directory.parent)
 
 
-class HypothesisDraw:
-    def __init__(self, data: st.DataObject) -> None:
-        self.data = data
-
-    def integer(self, low: int, high: int) -> int:
-        return int(self.data.draw(st.integers(low, high)))
-
-    def raw(self, max_size: int) -> bytes:
-        return bytes(self.data.draw(st.binary(max_size=max_size)))
-
-
-FUZZ = settings(
-    max_examples=1000,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzzkit.ci_settings(1000)
 
 
 def test_request_streams(fuzz_host: fuzzkit.FuzzHost) -> None:
@@ -699,7 +673,7 @@ def test_request_streams(fuzz_host: fuzzkit.FuzzHost) -> None:
     @FUZZ
     @given(st.data())
     def one(data: st.DataObject) -> None:
-        outcome = fuzz_host.exchange(request_stream(HypothesisDraw(data)))
+        outcome = fuzz_host.exchange(request_stream(fuzzkit.HypothesisDraw(data)))
         findings = check(outcome)
         seen.update(finding.covered_by for finding in findings if finding.covered_by)
         assert not uncovered(findings), report(outcome, findings)
