@@ -187,7 +187,7 @@ def test_no_body_statuses_get_neither_length_nor_chunks(status, more_body):
     ],
 )
 def test_body_allowed(status, is_head, allowed):
-    assert wire.body_allowed(status, is_head) is allowed
+    assert head(status=status, method_is_head=is_head).allows_body is allowed
 
 
 # ----------------------------------------------------------- headers and defaults

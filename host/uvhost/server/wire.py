@@ -131,12 +131,6 @@ _LENGTHLESS_STATUSES = frozenset((*range(100, 200), 204, 205))
 """Statuses whose content-length the app does not get to set (RFC 9110 8.6; a 205 says 0)."""
 
 
-def body_allowed(status: int, method_is_head: bool) -> bool:
-    """Whether the response carries content: never to HEAD, or for 1xx, 204, 205 (RFC 9110
-    15.3.6: MUST NOT) and 304; what an app sends there is dropped."""
-    return not (method_is_head or status in NO_CONTENT_STATUSES)
-
-
 def build_head(
     status: int,
     headers: Headers,
@@ -167,6 +161,7 @@ def build_head(
     keep_alive = keep_alive and not close
 
     chunked = False
+    # RFC 9110 9.3.2, 15.3.5, 15.3.6, 15.4.5: never to HEAD, nor for 1xx, 204, 205, 304
     allows_body = not (method_is_head or status in NO_CONTENT_STATUSES)
     if content_length is None and allows_body:
         if first_body is not None and not more_body:
