@@ -19,6 +19,8 @@ CONFIG = {
             "forwarded_allow_ips": ["10.0.0.0/8"],
             "headers": {"x-served-by": "uvhost"},
             "tls": {"certificate": "cert.pem", "private_key": "key.pem", "password": "hunter2"},
+            "protocols": ["h2"],
+            "http2": {"max_concurrent_streams": 250, "ping_interval": "30s"},
         },
         "sock": {"bind": "unix:/tmp/u.sock", "routes": {"/": "api", "/health": "@health"}},
     },
@@ -39,8 +41,15 @@ def test_every_field_reads_the_same(config):
     assert isinstance(detached, Record)
     assert isinstance(web, Record)
     for name in type(model_web).model_fields:
-        if name not in ("tls", "bind"):
+        if name not in ("tls", "bind", "http2"):
             assert getattr(web, name) == getattr(model_web, name), name
+    assert isinstance(web.http2, Record)
+    for name in type(model_web.http2).model_fields:
+        assert getattr(web.http2, name) == getattr(model_web.http2, name), name
+    assert web.protocols == ("h2",)
+    assert web.http2.max_concurrent_streams == 250
+    assert web.http2.ping_interval == 30.0
+    assert detached.listeners["sock"].http2.max_frame_size == 16384
     assert web.tls.certificate == model_web.tls.certificate
     assert web.bind.host == model_web.bind.host
     assert web.bind.port == 8000

@@ -38,6 +38,7 @@ def check_config(
     for name, listener in config.listeners.items():
         problems.extend(check_routing(name, listener.app, listener.routes, known_apps))
         problems.extend(_check_socket_options(name, listener))
+        problems.extend(_check_protocols(name, listener))
         if listener.tls is not None:
             problems.extend(_check_tls(("listeners", name, "tls"), listener.tls))
     for name, raw in (unvalidated_listeners or {}).items():
@@ -152,6 +153,19 @@ def _check_socket_options(name: str, listener: Listener) -> Iterator[Problem]:
                 "create it before starting uvhost, or bind elsewhere",
                 ("listeners", name, "bind"),
             )
+
+
+def _check_protocols(name: str, listener: Listener) -> Iterator[Problem]:
+    """An [listeners.NAME.http2] table on a listener that does not speak h2 does nothing."""
+    if "http2" in listener.model_fields_set and "h2" not in listener.protocols:
+        yield Problem(
+            f'the http2 settings of listener "{name}" have no effect: its protocols do not '
+            'include "h2"',
+            f'add "h2" to protocols, or remove the [listeners.{name}.http2] table',
+            ("listeners", name, "http2"),
+            at="key",
+            severity="warning",
+        )
 
 
 def _bind_key(bind: BindAddress) -> tuple[str, ...] | None:

@@ -178,7 +178,7 @@ def _from_value_error(
 ) -> Problem:
     error = ctx.get("error")
     if isinstance(error, ConfigValueError):
-        return Problem(error.message, error.hint, path, at=at)
+        return Problem(error.message, error.hint, (*path, *error.where), at=at)
     return Problem(str(error) if error else fallback, "", path, at=at)
 
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
+from pydantic import AfterValidator, PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 
 from uvhost.config.types import (
     BIND_SCHEMA,
@@ -275,4 +275,72 @@ IPNetwork = Annotated[
     PlainValidator(parse_network),
     PlainSerializer(format_network, return_type=str),
     WithJsonSchema({"type": "string", "examples": ["127.0.0.1", "10.0.0.0/8", "::1"]}),
+]
+
+
+# ------------------------------------------------------------ protocols
+
+PROTOCOLS = ("http/1.1", "h2")
+"""What a listener may speak, by ALPN name (RFC 7301): TLS offers these, h2 first."""
+
+_PROTOCOL_HINTS = {
+    "h2c": 'write "h2": on a listener without TLS it means HTTP/2 with prior knowledge (h2c)',
+    "http/2": 'HTTP/2 is spelt "h2", its ALPN name',
+    "http/2.0": 'HTTP/2 is spelt "h2", its ALPN name',
+    "http2": 'HTTP/2 is spelt "h2", its ALPN name',
+    "http/1.0": 'HTTP/1.0 clients are served by "http/1.1"',
+    "http/1": 'HTTP/1.x is spelt "http/1.1", its ALPN name',
+    "http1": 'HTTP/1.x is spelt "http/1.1", its ALPN name',
+    "h3": 'uvhost does not speak HTTP/3; write "http/1.1", "h2" or both',
+    "http/3": 'uvhost does not speak HTTP/3; write "http/1.1", "h2" or both',
+}
+
+
+def parse_protocol(value: object) -> str:
+    if isinstance(value, str) and value in PROTOCOLS:
+        return value
+    hint = 'write "http/1.1" or "h2"'
+    if isinstance(value, str):
+        near = value.strip().lower()
+        if near in PROTOCOLS:
+            hint = f'write it exactly "{near}": ALPN names are lower case, without spaces'
+        hint = _PROTOCOL_HINTS.get(near, hint)
+    if not isinstance(value, str):
+        raise ConfigValueError(f"expected a protocol name, got {show_value(value)}", hint)
+    raise ConfigValueError(f"{show_value(value)} is not a protocol name", hint)
+
+
+def check_protocols(protocols: tuple[str, ...]) -> tuple[str, ...]:
+    """At least one, each once; the order carries no meaning (TLS always prefers h2)."""
+    if not protocols:
+        raise ConfigValueError(
+            "a listener must speak at least one protocol",
+            'write ["http/1.1", "h2"], or one of them alone',
+        )
+    for index, protocol in enumerate(protocols):
+        if protocol in protocols[:index]:
+            raise ConfigValueError(
+                f'"{protocol}" is listed twice',
+                "list each protocol once; the order does not matter (TLS always prefers h2)",
+                where=(index,),
+            )
+    return protocols
+
+
+ProtocolName = Annotated[
+    str,
+    PlainValidator(parse_protocol),
+    WithJsonSchema({"enum": list(PROTOCOLS)}),
+]
+Protocols = Annotated[
+    tuple[ProtocolName, ...],
+    AfterValidator(check_protocols),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"enum": list(PROTOCOLS)},
+            "minItems": 1,
+            "uniqueItems": True,
+        }
+    ),
 ]

@@ -38,6 +38,7 @@ from uvhost.config.fields import (
     HeaderName,
     HeaderValue,
     IPNetwork,
+    Protocols,
     RootPath,
     Workers,
 )
@@ -48,6 +49,7 @@ from uvhost.config.types import (
     ByteSize,
     ConfigValueError,
     Duration,
+    SizeRange,
     UnixMode,
     check_name,
 )
@@ -224,6 +226,49 @@ class TlsSettings(Section):
         return None if password is None else "********"
 
 
+HTTP2_MAX = 2**31 - 1
+"""The largest HTTP/2 stream count and flow-control window (RFC 9113 6.5.2, 6.9.1)."""
+
+
+class Http2Settings(Section):
+    """HTTP/2 tuning for one listener, used when its `protocols` include `"h2"`. There is no key
+    for the header list limit: it is the listener's `max_header_bytes`, advertised as
+    SETTINGS_MAX_HEADER_LIST_SIZE. A change applies on reload, like the listener's other keys."""
+
+    max_concurrent_streams: int = Field(
+        100,
+        ge=1,
+        le=HTTP2_MAX,
+        description="Most requests a client may have open at once on one connection, "
+        "advertised as SETTINGS_MAX_CONCURRENT_STREAMS; a stream beyond it is refused "
+        "(RST_STREAM with REFUSED_STREAM), which a client may retry.",
+        examples=[100],
+    )
+    initial_window_size: Annotated[
+        ByteSize, SizeRange(1, HTTP2_MAX, "HTTP/2's largest window, RFC 9113 6.9.1")
+    ] = Field(
+        256 * 1024,
+        description="Receive window advertised for each stream (SETTINGS_INITIAL_WINDOW_SIZE): "
+        "how much request body a client may send before the app reads it. The connection's "
+        "window is 4 times this (at most 2^31-1 bytes), so one connection buffers at most that "
+        "much request body; the window reopens as the app consumes the body.",
+        examples=["256KiB"],
+    )
+    max_frame_size: Annotated[ByteSize, SizeRange(16384, 16777215, "RFC 9113 6.5.2")] = Field(
+        16384,
+        description="Largest frame payload a client may send, advertised as "
+        "SETTINGS_MAX_FRAME_SIZE.",
+        examples=["16KiB"],
+    )
+    ping_interval: Duration | None = Field(
+        None,
+        description="When set, a connection that has sent nothing for this long gets a PING, "
+        "and one that does not answer within the next interval is closed: dead peers and "
+        "vanished NAT mappings are found. Off when left out.",
+        examples=["30s"],
+    )
+
+
 class Listener(Section):
     """One listening socket and what it serves: a whole app, or apps by path prefix."""
 
@@ -322,6 +367,21 @@ class Listener(Section):
         description="Prefix a proxy strips before requests reach this listener; the apps see "
         "it at the front of `root_path` and `path`, so the URLs they build include it.",
         examples=["/myapp"],
+    )
+    protocols: Protocols = Field(
+        ("http/1.1", "h2"),
+        description='Protocols this listener speaks: `"http/1.1"`, `"h2"` (HTTP/2) or both, '
+        "in any order. With TLS they are offered by ALPN, and h2 is always preferred when both "
+        'are allowed. Without TLS (TCP, unix, fd, systemd), `"h2"` accepts HTTP/2 with prior '
+        "knowledge (h2c: a client that opens with the HTTP/2 connection preface, as proxies "
+        'and service meshes do) besides HTTP/1.1; `["h2"]` alone accepts only the preface, and '
+        "over TLS offers only h2. Settings for HTTP/2 are in the `http2` table.",
+        examples=[["http/1.1", "h2"], ["http/1.1"], ["h2"]],
+    )
+    http2: Http2Settings = Field(
+        default_factory=Http2Settings,
+        description="HTTP/2 settings for this listener.",
+        examples=[{"max_concurrent_streams": 100, "initial_window_size": "256KiB"}],
     )
     tls: TlsSettings | None = Field(
         None, description="Serve HTTPS with these certificates.", examples=[None]

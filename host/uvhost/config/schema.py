@@ -9,6 +9,7 @@ Invariants:
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from uvhost.config.model import (
     AppSettings,
     HostConfig,
     HostSettings,
+    Http2Settings,
     Listener,
     LoggingSettings,
     TlsSettings,
@@ -33,6 +35,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[logging]", LoggingSettings),
     ("[listeners.NAME]", Listener),
     ("[listeners.NAME.tls]", TlsSettings),
+    ("[listeners.NAME.http2]", Http2Settings),
     ("[apps.NAME]", AppSettings),
     ("[apps.NAME.websocket]", WebSocketSettings),
 )
@@ -128,7 +131,8 @@ def markdown_reference() -> str:
 
 
 def _section(table: str, model: type[BaseModel]) -> list[str]:
-    lines = [f"## `{table}`", "", (model.__doc__ or "").strip(), ""]
+    # cleandoc, not strip: Python 3.13 dedents docstrings itself, 3.11 and 3.12 do not.
+    lines = [f"## `{table}`", "", inspect.cleandoc(model.__doc__ or ""), ""]
     lines.extend(["| key | default | description | example |", "| --- | --- | --- | --- |"])
     for name, info in model.model_fields.items():
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):

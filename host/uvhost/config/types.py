@@ -21,16 +21,30 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 
 class ConfigValueError(ValueError):
-    """A value the config language rejects, with a hint for the person fixing it."""
+    """A value the config language rejects, with a hint for the person fixing it.
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    `where` narrows the blame to a part of the value, as a key path below it: a
+    validator of a whole array that finds one bad entry says `where=(index,)`, so
+    the error points at that entry rather than at the array.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, where: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.where = where
 
 
 # ---------------------------------------------------------------- durations
@@ -158,6 +172,55 @@ ByteSize = Annotated[
         }
     ),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class SizeRange:
+    """Bounds of a `ByteSize` field: `Annotated[ByteSize, SizeRange(16384, 16777215, why)]`.
+
+    pydantic's own `ge=` / `le=` do not reach a type with a plain validator: on a
+    `ByteSize` they are accepted and silently never checked. This marker checks
+    the parsed size, says the bounds as a person writes them, and puts them in the
+    JSON Schema (on the number form; a string such as "8KiB" is only checked on load).
+    """
+
+    minimum: int
+    maximum: int
+    why: str = ""
+
+    def check(self, size: int) -> int:
+        if self.minimum <= size <= self.maximum:
+            return size
+        bound = "below the minimum" if size < self.minimum else "above the maximum"
+        limit = self.minimum if size < self.minimum else self.maximum
+        hint = f"write a size from {_show_size(self.minimum)} to {_show_size(self.maximum)}"
+        raise ConfigValueError(
+            f"{_show_size(size)} is {bound} of {_show_size(limit)}",
+            f"{hint} ({self.why})" if self.why else hint,
+        )
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = dict(handler(schema))
+        json_schema["anyOf"] = [
+            {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+            if branch.get("type") == "integer"
+            else branch
+            for branch in json_schema.get("anyOf", ())
+        ]
+        return json_schema
+
+
+def _show_size(size: int) -> str:
+    """16384 as "16KiB (16384 bytes)", 16777215 as "16777215 bytes": exact and readable."""
+    shown, exact = format_size(size), f"{size} byte" if size == 1 else f"{size} bytes"
+    return exact if isinstance(shown, int) else f"{shown} ({exact})"
 
 
 # -------------------------------------------------------------------- binds
