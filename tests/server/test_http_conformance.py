@@ -618,10 +618,10 @@ def test_bytes_we_never_read_do_not_cut_the_last_response(host):
 
 
 def test_the_same_error_class_serves_http_and_websocket():
-    from uvhost.server import http, websocket  # noqa: PLC0415 - the two users of one class
+    from uvhost.server import exchange, websocket  # noqa: PLC0415 - the two users of one class
 
-    assert http.ClientDisconnectedError is websocket.ClientDisconnectedError
-    assert issubclass(http.ClientDisconnectedError, OSError)
+    assert exchange.ClientDisconnectedError is websocket.ClientDisconnectedError
+    assert issubclass(exchange.ClientDisconnectedError, OSError)
 
 
 def test_a_pipelined_request_after_a_refused_host_is_never_served(host):

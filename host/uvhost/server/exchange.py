@@ -7,28 +7,53 @@ Invariants:
   once per `receive`; nothing is copied on the way in.
 - The response head is held back until the first body message, so a head
   and a complete body leave in a single write with a content-length.
-- This module decides; the protocol (`http.py`) owns the transport, the
-  timers and the parser. The exchange talks to it through a few methods.
+- This module decides; the connection (`http.py` for HTTP/1.1, a stream of
+  `http2.py`) owns the transport, the timers and the parser. The exchange
+  talks to it only through `Carrier`, so every rule here is written once for
+  both protocols.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from uvhost.observe.stats import BYTES_IN, RouteStats
 from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 
 if TYPE_CHECKING:
-    from uvhost.server.http import HttpProtocol
+    from uvhost.server.context import ListenerContext
     from uvhost.server.router import Endpoint
 
 READ_HIGH_WATER = 256 * 1024  # pause reading while this much body waits for the app
 STAGE_ABOVE = 16 * 1024  # bodies at least this big are written without being copied
 
 DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class Carrier(Protocol):
+    """What an exchange needs of the connection (or HTTP/2 stream) that carries it."""
+
+    loop: asyncio.AbstractEventLoop
+    context: ListenerContext
+
+    def send_continue(self) -> None: ...
+
+    def update_reading(self) -> None: ...
+
+    def stage(self, data: bytes) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def write_now(self, data: bytes) -> None: ...
+
+    def finish_response(self, exchange: Exchange, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send_failure(self, exchange: Exchange) -> None: ...
 
 
 class Phase(enum.IntEnum):
@@ -77,7 +102,7 @@ class Exchange:
 
     def __init__(
         self,
-        protocol: HttpProtocol,
+        protocol: Carrier,
         scope: Scope,
         endpoint: Endpoint | None,
         *,
@@ -207,9 +232,7 @@ class Exchange:
         if not more:
             self.phase = Phase.DONE
             if self.counts_body and self.sent < self.content_length:
-                self.protocol.app_error(
-                    self, f"response ended after {self.sent} of {self.content_length} bytes"
-                )
+                app_error(self, f"response ended after {self.sent} of {self.content_length} bytes")
                 self.protocol.write_now(out)
                 self.protocol.close()
                 return
@@ -235,30 +258,8 @@ class Exchange:
         """The bytes for one body message, with the head in front of the first."""
         prefix = b""
         if self.phase is Phase.HEAD:
-            framing = wire.build_head(
-                self.status,
-                self.headers_out,
-                preamble=self.protocol.context.preamble,
-                defaults=self.protocol.context.defaults,
-                # A client told to wait for 100 Continue that never got it may still send
-                # the body: say the connection closes (http.py closes it).
-                keep_alive=self.keep_alive
-                and not (self.expect_continue and not self.body_complete),
-                http11=self.http11,
-                first_body=body,
-                more_body=more,
-                method_is_head=self.is_head,
-            )
-            self.framing = framing
-            self.keep_alive = framing.keep_alive
-            declared = framing.content_length
-            self.content_length = -1 if declared is None else declared
-            self.allows_body = framing.allows_body
-            self.counts_body = declared is not None and self.allows_body
-            self.phase = Phase.BODY
-            prefix = framing.head
-        else:
-            framing = self.framing  # type: ignore[assignment]  # set with the first body
+            prefix = self._open_body(body, more)
+        framing: wire.Framing = self.framing  # type: ignore[assignment]  # set by _open_body
         if not body or not self.allows_body:
             tail = wire.LAST_CHUNK if framing.chunked and not more else b""
             return prefix + tail if prefix or tail else b""
@@ -271,9 +272,38 @@ class Exchange:
             if self.counts_body:
                 self.sent += len(body)
                 if self.sent > self.content_length:
-                    self._too_long(head_unwritten=bool(prefix))
+                    self._too_long(head_unwritten=bool(prefix) or self.head_pending())
         self.response_bytes += len(body)  # counted once it is sure to be written
         return prefix + data if prefix else data
+
+    def head_pending(self) -> bool:
+        """Whether a head decided by `_open_body` is still unwritten beside the exchange
+        (HTTP/2 holds it in its stream; HTTP/1.1 returns it as the prefix)."""
+        return False
+
+    def _open_body(self, body: bytes, more: bool) -> bytes:
+        """Decide the head with the first body message; the head's bytes, to go first."""
+        framing = wire.build_head(
+            self.status,
+            self.headers_out,
+            preamble=self.protocol.context.preamble,
+            defaults=self.protocol.context.defaults,
+            # A client told to wait for 100 Continue that never got it may still send
+            # the body: say the connection closes (http.py closes it).
+            keep_alive=self.keep_alive and not (self.expect_continue and not self.body_complete),
+            http11=self.http11,
+            first_body=body,
+            more_body=more,
+            method_is_head=self.is_head,
+        )
+        self.framing = framing
+        self.keep_alive = framing.keep_alive
+        declared = framing.content_length
+        self.content_length = -1 if declared is None else declared
+        self.allows_body = framing.allows_body
+        self.counts_body = declared is not None and self.allows_body
+        self.phase = Phase.BODY
+        return framing.head
 
     def _too_long(self, *, head_unwritten: bool) -> NoReturn:
         """More bytes than the content-length: the response is over here and now (a 500
@@ -285,8 +315,8 @@ class Exchange:
         error = ResponseTooLongError(
             f"response body longer than its content-length ({self.content_length} bytes)"
         )
-        self.protocol.app_error(self, str(error))
-        self.protocol.answer_app_failure(self)
+        app_error(self, str(error))
+        answer_app_failure(self)
         raise error
 
     def _stage_large(self, prefix: bytes, body: bytes, more: bool, chunked: bool) -> bytes:
@@ -317,3 +347,54 @@ def _as_bytes(body: Any) -> bytes:
     if isinstance(body, bytearray | memoryview):
         return bytes(body)
     raise TypeError(f"ASGI: http.response.body 'body' must be bytes, not {type(body).__name__}")
+
+
+def app_error(exchange: Exchange, message: str, error: BaseException | None = None) -> None:
+    scope = exchange.scope
+    exchange.protocol.context.logger.error(
+        "%s (%s %s)", message, scope["method"], scope["path"], exc_info=error
+    )
+
+
+def answer_app_failure(exchange: Exchange) -> None:
+    """500 if nothing of the response was written yet, otherwise cut it (the connection,
+    or the HTTP/2 stream); the exchange is done either way (what the app sends after is
+    ignored)."""
+    if exchange.disconnected:
+        exchange.record(0)
+        return
+    carrier = exchange.protocol
+    if exchange.phase in (Phase.START, Phase.HEAD):
+        carrier.send_failure(exchange)
+        exchange.record(500)
+    exchange.phase = Phase.DONE
+    carrier.close()
+    exchange.record(0)
+
+
+async def run_app(app: Any, exchange: Exchange) -> None:
+    """The app's task for one request: every way it can end is answered and counted."""
+    exchange.protocol.context.turn_writer.starting -= 1
+    try:
+        await app(exchange.scope, exchange.receive, exchange.send)
+    except ResponseTooLongError:
+        return  # answered and logged where it was raised (Exchange._too_long)
+    except wire.BadResponseHeaderError as error:
+        app_error(exchange, f"invalid response: {error}")
+        answer_app_failure(exchange)
+        return
+    except Exception as error:  # noqa: BLE001 - any app failure is answered, not raised
+        if isinstance(error, ClientDisconnectedError) and exchange.disconnected:
+            exchange.record(0)  # our own "the client left", let through: no app fault
+            return
+        app_error(exchange, "exception in ASGI app", error)
+        answer_app_failure(exchange)
+        return
+    if exchange.phase is Phase.DONE or exchange.disconnected:
+        exchange.record(0)  # unless already counted: cut short, or the client left
+        return
+    if exchange.phase is Phase.START:
+        app_error(exchange, "ASGI app returned without starting a response")
+    else:
+        app_error(exchange, "ASGI app returned before completing its response")
+    answer_app_failure(exchange)

@@ -31,9 +31,9 @@ import httptools
 
 from uvhost.observe.stats import REQUESTS, clock
 from uvhost.server import wire
-from uvhost.server.asgi_types import ClientDisconnectedError, Scope
+from uvhost.server.asgi_types import Scope
 from uvhost.server.context import ListenerContext
-from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, ResponseTooLongError
+from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow, peer_hung_up
 from uvhost.server.linger import linger
 from uvhost.server.proxy import forwarded_client
@@ -482,58 +482,11 @@ class HttpProtocol(asyncio.Protocol):
         endpoint = exchange.endpoint
         app = endpoint.app if endpoint is not None else not_found
         self.context.turn_writer.starting += 1
-        self.loop.create_task(self._run(app, exchange))
+        self.loop.create_task(run_app(app, exchange))
 
-    async def _run(self, app: Any, exchange: Exchange) -> None:
-        self.context.turn_writer.starting -= 1
-        try:
-            await app(exchange.scope, exchange.receive, exchange.send)
-        except ResponseTooLongError:
-            return  # answered and logged where it was raised (Exchange._too_long)
-        except wire.BadResponseHeaderError as error:
-            self.app_error(exchange, f"invalid response: {error}")
-            self.answer_app_failure(exchange)
-            return
-        except Exception as error:  # noqa: BLE001 - any app failure is answered, not raised
-            if isinstance(error, ClientDisconnectedError) and exchange.disconnected:
-                exchange.record(0)  # our own "the client left", let through: no app fault
-                return
-            self.app_error(exchange, "exception in ASGI app", error)
-            self.answer_app_failure(exchange)
-            return
-        if exchange.phase is Phase.DONE or exchange.disconnected:
-            exchange.record(0)  # unless already counted: cut short, or the client left
-            return
-        if exchange.phase is Phase.START:
-            self.app_error(exchange, "ASGI app returned without starting a response")
-        else:
-            self.app_error(exchange, "ASGI app returned before completing its response")
-        self.answer_app_failure(exchange)
-
-    def answer_app_failure(self, exchange: Exchange) -> None:
-        """500 if nothing of the response was written yet, otherwise close; the exchange
-        is done either way (what the app sends after is ignored)."""
-        if exchange.disconnected:
-            exchange.record(0)
-            return
-        if exchange.phase in (Phase.START, Phase.HEAD):
-            self.write_now(self.context.canned(500, head=exchange.is_head))
-            exchange.record(500)
-        exchange.phase = Phase.DONE
-        self.close()
-        exchange.record(0)
-
-    def app_error(
-        self, exchange: Exchange, message: str, error: BaseException | None = None
-    ) -> None:
-        scope = exchange.scope
-        self.context.logger.error(
-            "%s (%s %s)",
-            message,
-            scope["method"],
-            scope["path"],
-            exc_info=error,
-        )
+    def send_failure(self, exchange: Exchange) -> None:
+        """The 500 for an app that failed before any of its response was written."""
+        self.write_now(self.context.canned(500, head=exchange.is_head))
 
     def finish_response(self, exchange: Exchange, data: bytes) -> None:
         """The last bytes of a response: one write, then keep-alive, the next request or close."""
