@@ -75,6 +75,10 @@ class RunError(Exception):
     """A measurement that produced no number; the message says why in one line."""
 
 
+class WrongProtocolError(RunError):
+    """The server completed the TLS handshake with another protocol: waiting cannot help."""
+
+
 # ---------------------------------------------------------------- set-up
 def load_peerbench(bench: Path) -> ModuleType:
     """The shared harness, for its process helpers (free_port, process_tree, sample, stop)."""
@@ -256,10 +260,10 @@ def wait_ready(
             if not last:
                 return
             if numbers["tls"]:  # it answered the handshake: the protocol will not change
-                raise RunError(f"answered the TLS handshake, but {last}")
+                raise WrongProtocolError(f"answered the TLS handshake, but {last}")
+        except WrongProtocolError:
+            raise
         except RunError as exc:
-            if str(exc).startswith("answered"):
-                raise
             last = str(exc)
         time.sleep(0.2)
     raise RunError(f"not ready after {args.start_timeout:.0f} s: {last}")
