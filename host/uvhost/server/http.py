@@ -25,7 +25,6 @@ import asyncio
 import re
 from collections import deque
 from typing import Any, cast
-from urllib.parse import unquote
 
 import httptools
 
@@ -36,11 +35,10 @@ from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow, peer_hung_up
 from uvhost.server.linger import linger
-from uvhost.server.proxy import forwarded_client
 from uvhost.server.router import Endpoint
+from uvhost.server.scope import http_scope
 from uvhost.server.websocket import WebSocketProtocol, websocket_scope
 
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 FLUSH_THRESHOLD = 64 * 1024
 UNLIMITED = 1 << 62
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle connection may still send one request while draining
@@ -307,33 +305,17 @@ class HttpProtocol(asyncio.Protocol):
             raw_path, query = url, b""
         else:  # absolute-form ("http://host/path")
             raw_path, query = self._take_absolute_form(url, self.context)
-        path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
         context = self.context
-        endpoint = context.router.resolve(path)
-        client, scheme = self.client, context.scheme
-        if context.proxies is not None:
-            client, scheme = forwarded_client(self.headers, client, scheme, context.proxies)
-        prefix, raw_prefix = (
-            (endpoint.proxy_prefix, endpoint.raw_proxy_prefix)
-            if endpoint is not None
-            else ("", b"")
+        scope, endpoint = http_scope(
+            context,
+            version=version,
+            method=parser.get_method().decode("ascii"),
+            raw_path=raw_path,
+            query=query,
+            headers=self.headers,
+            client=self.client,
+            server=self.server,
         )
-        state = context.states.get(endpoint.name) if endpoint is not None else None
-        scope: Scope = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": version,
-            "server": self.server,
-            "client": client,
-            "scheme": scheme,
-            "method": parser.get_method().decode("ascii"),
-            "root_path": endpoint.root_path if endpoint is not None else "",
-            "path": prefix + path if prefix else path,
-            "raw_path": raw_prefix + raw_path if prefix else raw_path,
-            "query_string": query,
-            "headers": self.headers,
-            "state": state.copy() if state else {},
-        }
         self.keeps_alive = keeps_alive = parser.should_keep_alive()
         if (
             wants_upgrade

@@ -1,0 +1,67 @@
+"""The ASGI `http` scope of one request, the same for HTTP/1.1 and HTTP/2.
+
+Why one function: the route, the proxy headers, the mount's prefixes and the
+lifespan state are decided the same way whatever protocol carried the
+request; a rule fixed here is fixed for both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from uvhost.server.asgi_types import Scope
+from uvhost.server.proxy import forwarded_client
+
+if TYPE_CHECKING:
+    from uvhost.server.context import ListenerContext
+    from uvhost.server.router import Endpoint
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+def http_scope(
+    context: ListenerContext,
+    *,
+    version: str,
+    method: str,
+    raw_path: bytes,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+    client: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
+) -> tuple[Scope, Endpoint | None]:
+    """The scope and the endpoint its path resolves to (None: no route, a 404).
+
+    `raw_path` is the target's path as sent (origin-form, or "*"); a path
+    that does not decode raises ValueError (the caller answers 400).
+    """
+    path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
+    endpoint = context.router.resolve(path)
+    scheme = context.scheme
+    if context.proxies is not None:
+        client, scheme = forwarded_client(headers, client, scheme, context.proxies)
+    if endpoint is None:
+        root_path, state = "", None
+    else:
+        root_path, state = endpoint.root_path, context.states.get(endpoint.name)
+        prefix = endpoint.proxy_prefix
+        if prefix:
+            path = prefix + path
+            raw_path = endpoint.raw_proxy_prefix + raw_path
+    scope: Scope = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": version,
+        "server": server,
+        "client": client,
+        "scheme": scheme,
+        "method": method,
+        "root_path": root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": headers,
+        "state": state.copy() if state else {},
+    }
+    return scope, endpoint
