@@ -304,6 +304,110 @@ def test_unix_mode_on_tcp(tmp_path: Path) -> None:
     ]
 
 
+# ------------------------------------------------------------------ HTTP/2
+
+HTTP2_WARNING = (
+    'the http2 settings of listener "public" have no effect: its protocols do not include "h2"'
+)
+
+
+@pytest.mark.parametrize(
+    ("written", "line", "column"),
+    [
+        ("\n[listeners.public.http2]\nmax_concurrent_streams = 50", 6, 19),
+        ('http2 = { ping_interval = "30s" }', 5, 1),
+        ('http2.max_frame_size = "32KiB"', 5, 1),
+        ("http2 = {}", 5, 1),
+    ],
+    ids=["table", "inline", "dotted", "empty"],
+)
+def test_http2_settings_without_h2_are_a_warning(
+    tmp_path: Path, written: str, line: int, column: int
+) -> None:
+    result = load(
+        tmp_path,
+        """
+        [listeners.public]
+        bind = "127.0.0.1:0"
+        routes = { "/" = "site", "/api" = "api" }
+        protocols = ["http/1.1"]
+        """
+        + written
+        + "\n"
+        + APPS,
+    )
+    assert found(result) == [("warning", HTTP2_WARNING, line, column)]
+    assert hints(result) == ['add "h2" to protocols, or remove the [listeners.public.http2] table']
+    assert result.ok
+
+
+@pytest.mark.parametrize("protocols", ['["h2"]', '["http/1.1", "h2"]', None])
+def test_http2_settings_with_h2_are_fine(tmp_path: Path, protocols: str | None) -> None:
+    result = load(
+        tmp_path,
+        f"""
+        [listeners.public]
+        bind = "127.0.0.1:0"
+        routes = {{ "/" = "site", "/api" = "api" }}
+        {"" if protocols is None else f"protocols = {protocols}"}
+
+        [listeners.public.http2]
+        max_concurrent_streams = 50
+        ping_interval = "1m"
+        """
+        + APPS,
+    )
+    assert found(result) == []
+
+
+def test_http1_only_without_http2_settings_is_fine(tmp_path: Path) -> None:
+    result = load(
+        tmp_path,
+        """
+        [listeners.public]
+        bind = "127.0.0.1:0"
+        routes = { "/" = "site", "/api" = "api" }
+        protocols = ["http/1.1"]
+        """
+        + APPS,
+    )
+    assert found(result) == []
+
+
+def test_protocol_errors_point_at_the_entry(tmp_path: Path) -> None:
+    result = load(
+        tmp_path,
+        """
+        [listeners.public]
+        bind = "127.0.0.1:0"
+        routes = { "/" = "site", "/api" = "api" }
+        protocols = ["h2", "h2c", "h2"]
+
+        [listeners.other]
+        bind = "127.0.0.1:1"
+        app = "site"
+        protocols = []
+        """
+        + APPS,
+    )
+    assert found(result) == [
+        ("error", '"h2c" is not a protocol name', 4, 20),
+        ("error", "a listener must speak at least one protocol", 9, 13),
+    ]
+    assert 'write "h2"' in hints(result)[0]
+    fixed = load(
+        tmp_path,
+        """
+        [listeners.public]
+        bind = "127.0.0.1:0"
+        routes = { "/" = "site", "/api" = "api" }
+        protocols = ["h2", "http/1.1", "h2"]
+        """
+        + APPS,
+    )
+    assert found(fixed) == [("error", '"h2" is listed twice', 4, 32)]
+
+
 def test_unix_mode_on_a_unix_socket_is_fine(tmp_path: Path) -> None:
     result = load(
         tmp_path,

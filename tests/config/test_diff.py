@@ -180,6 +180,46 @@ def test_keep_alive_timeout_rolls_without_changing_the_socket() -> None:
     assert result.of(ChangeKind.GROUP_ROLLED)[0].keys == ("listeners.public.keep_alive_timeout",)
 
 
+def test_protocols_roll_the_group_without_touching_the_socket() -> None:
+    result = diff(plan(ORIGINAL), plan(edited(**{"listeners.public.protocols": ["http/1.1"]})))
+    assert result.of(ChangeKind.GROUP_ROLLED) == (
+        Change(ChangeKind.GROUP_ROLLED, "api+site", ("listeners.public.protocols",)),
+    )
+    assert result.of(ChangeKind.LISTENER_CHANGED) == ()
+    assert kinds(result)["hello"] == ChangeKind.UNTOUCHED
+
+
+def test_http2_settings_roll_the_group_without_touching_the_socket() -> None:
+    http2 = {"max_concurrent_streams": 250, "ping_interval": "30s"}
+    result = diff(plan(ORIGINAL), plan(edited(**{"listeners.hello.http2": http2})))
+    assert result.of(ChangeKind.GROUP_ROLLED) == (
+        Change(
+            ChangeKind.GROUP_ROLLED,
+            "hello",
+            ("listeners.hello.http2.max_concurrent_streams", "listeners.hello.http2.ping_interval"),
+        ),
+    )
+    assert result.of(ChangeKind.LISTENER_CHANGED) == ()
+    assert kinds(result)["api+site"] == ChangeKind.UNTOUCHED
+    tuned = edited(**{"listeners.hello.http2": http2})
+    again = copy.deepcopy(tuned)
+    again["listeners"]["hello"]["http2"]["initial_window_size"] = "1MiB"
+    assert diff(plan(tuned), plan(again)).of(ChangeKind.GROUP_ROLLED) == (
+        Change(ChangeKind.GROUP_ROLLED, "hello", ("listeners.hello.http2.initial_window_size",)),
+    )
+
+
+def test_writing_out_the_http2_defaults_changes_nothing() -> None:
+    defaults = {"max_concurrent_streams": 100, "initial_window_size": "256KiB"}
+    written = edited(
+        **{"listeners.hello.http2": defaults, "listeners.hello.protocols": ["h2", "http/1.1"]}
+    )
+    result = diff(plan(ORIGINAL), plan(written))
+    assert kinds(result)["hello"] == ChangeKind.GROUP_ROLLED  # the order is kept, so it shows
+    written["listeners"]["hello"]["protocols"] = ["http/1.1", "h2"]
+    assert diff(plan(ORIGINAL), plan(written)).is_empty
+
+
 def test_adding_an_app_to_a_listener_retires_the_old_group_and_starts_a_new_one() -> None:
     routes = {"/": "site", "/api": "api", "/hello": "hello"}
     result = diff(plan(ORIGINAL), plan(edited(**{"listeners.public.routes": routes})))

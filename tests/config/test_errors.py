@@ -278,6 +278,42 @@ def test_value_errors_keep_the_types_message_and_hint() -> None:
     assert problem.hint == "a port is a number from 0 to 65535 (0 picks a free one)"
 
 
+def test_a_value_error_about_one_entry_points_at_that_entry() -> None:
+    listeners = {"public": {"bind": "127.0.0.1:8000", "app": "site", "protocols": ["h2", "h2"]}}
+    problem = one(problems_for(listeners=listeners), ("listeners", "public", "protocols", 1))
+    assert problem.message == '"h2" is listed twice'
+    assert problem.at == "value"
+
+
+def test_a_size_out_of_its_range_says_the_bounds() -> None:
+    http2 = {"max_frame_size": "8KiB"}
+    listeners = {"public": {"bind": "127.0.0.1:8000", "app": "site", "http2": http2}}
+    path = ("listeners", "public", "http2", "max_frame_size")
+    problem = one(problems_for(listeners=listeners), path)
+    assert problem.message == "8KiB (8192 bytes) is below the minimum of 16KiB (16384 bytes)"
+    assert problem.hint == (
+        "write a size from 16KiB (16384 bytes) to 16777215 bytes (RFC 9113 6.5.2)"
+    )
+
+
+def test_unknown_key_in_a_listeners_http2_table() -> None:
+    http2 = {"max_concurent_streams": 10}
+    listeners = {"public": {"bind": "127.0.0.1:8000", "app": "site", "http2": http2}}
+    path = ("listeners", "public", "http2", "max_concurent_streams")
+    problem = one(problems_for(listeners=listeners), path)
+    assert problem.message == 'unknown key "max_concurent_streams" in [listeners.public.http2]'
+    assert problem.hint == 'did you mean "max_concurrent_streams"?'
+
+
+def test_the_header_list_size_is_the_listeners_max_header_bytes() -> None:
+    http2 = {"max_header_list_size": "64KiB"}
+    listeners = {"public": {"bind": "127.0.0.1:8000", "app": "site", "http2": http2}}
+    path = ("listeners", "public", "http2", "max_header_list_size")
+    problem = one(problems_for(listeners=listeners), path)
+    assert problem.message == 'unknown key "max_header_list_size" in [listeners.public.http2]'
+    assert "the listener's max_header_bytes" in problem.hint
+
+
 def test_bad_table_names_are_blamed_on_the_key() -> None:
     apps = {"site": {"target": "site:app"}, "bad name": {"target": "x:y"}}
     problem = one(problems_for(apps=apps), ("apps", "bad name"))

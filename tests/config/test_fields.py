@@ -19,6 +19,7 @@ from uvhost.config.fields import (
     HeaderName,
     HeaderValue,
     IPNetwork,
+    Protocols,
     RootPath,
     Workers,
 )
@@ -229,3 +230,65 @@ def test_bad_networks(value: object) -> None:
     error = invalid(IPNetwork, value)
     assert error.message.endswith("is not an IP address or network")
     assert "10.0.0.0/8" in error.hint
+
+
+# ---------------------------------------------------------------- protocols
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["http/1.1", "h2"], ["h2", "http/1.1"], ["h2"], ["http/1.1"], ("h2",)],
+)
+def test_protocols(value: list[str]) -> None:
+    assert valid(Protocols, value) == tuple(value)  # order kept, and meaningless
+    assert dump(Protocols, tuple(value)) == list(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "index", "message", "hint"),
+    [
+        (["h2c"], 0, '"h2c" is not a protocol name', "HTTP/2 with prior knowledge (h2c)"),
+        (["http/1.1", "http/2"], 1, '"http/2" is not a protocol name', 'spelt "h2"'),
+        (["HTTP/1.1"], 0, '"HTTP/1.1" is not a protocol name', 'exactly "http/1.1"'),
+        ([" h2"], 0, '" h2" is not a protocol name', 'exactly "h2"'),
+        (["http/1.0"], 0, '"http/1.0" is not a protocol name', 'served by "http/1.1"'),
+        (["h3"], 0, '"h3" is not a protocol name', "does not speak HTTP/3"),
+        (["spdy/3"], 0, '"spdy/3" is not a protocol name', 'write "http/1.1" or "h2"'),
+        (["h2", 2], 1, "expected a protocol name, got 2", 'write "http/1.1" or "h2"'),
+    ],
+)
+def test_bad_protocol_names_are_blamed_on_their_entry(
+    value: list[object], index: int, message: str, hint: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        valid(Protocols, value)
+    [details] = caught.value.errors()
+    assert details["loc"] == (index,)
+    error = (details.get("ctx") or {}).get("error")
+    assert isinstance(error, ConfigValueError)
+    assert error.message == message
+    assert hint in error.hint
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [(["h2", "h2"], (1,)), (["http/1.1", "h2", "http/1.1"], (2,))],
+)
+def test_a_protocol_listed_twice_is_blamed_on_the_second_entry(
+    value: list[str], where: tuple[int, ...]
+) -> None:
+    error = invalid(Protocols, value)
+    assert error.message == f'"{value[where[0]]}" is listed twice'
+    assert "order does not matter" in error.hint
+    assert error.where == where
+
+
+def test_a_listener_speaks_at_least_one_protocol() -> None:
+    error = invalid(Protocols, [])
+    assert error.message == "a listener must speak at least one protocol"
+    assert error.where == ()
+
+
+def test_protocols_are_an_array() -> None:
+    with pytest.raises(ValidationError):
+        valid(Protocols, "h2")

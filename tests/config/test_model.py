@@ -16,6 +16,7 @@ from uvhost.config.model import (
     AppSettings,
     HostConfig,
     HostSettings,
+    Http2Settings,
     Listener,
     LoggingSettings,
     Section,
@@ -64,6 +65,13 @@ FULL: dict[str, Any] = {
             "date_header": False,
             "headers": {"Strict-Transport-Security": "max-age=63072000"},
             "root_path": "/app",
+            "protocols": ["h2", "http/1.1"],
+            "http2": {
+                "max_concurrent_streams": 250,
+                "initial_window_size": "1MiB",
+                "max_frame_size": "64KiB",
+                "ping_interval": "30s",
+            },
             "tls": {
                 "certificate": "certs/site.pem",
                 "private_key": "certs/site.key",
@@ -108,6 +116,7 @@ def all_sections() -> list[type[BaseModel]]:
         LoggingSettings,
         Listener,
         TlsSettings,
+        Http2Settings,
         AppSettings,
         WebSocketSettings,
     ]
@@ -129,10 +138,24 @@ def test_minimal_config_fills_safe_defaults() -> None:
     assert app.websocket.max_message_bytes == 1024 * 1024
     assert app.app_dir is None
     assert app.workers is None
+    assert listener.protocols == ("http/1.1", "h2")
+    assert listener.http2 == Http2Settings()
+    assert listener.http2.max_concurrent_streams == 100
+    assert listener.http2.initial_window_size == 256 * 1024
+    assert listener.http2.max_frame_size == 16384
+    assert listener.http2.ping_interval is None
+    assert "http2" not in listener.model_fields_set  # what `uvhost check` tells apart
 
 
 def is_duration(info: FieldInfo) -> bool:
-    return any(getattr(meta, "func", None) is parse_duration for meta in info.metadata)
+    metadata = list(info.metadata)
+    for member in getattr(info.annotation, "__args__", ()):  # `Duration | None`
+        metadata.extend(getattr(member, "__metadata__", ()))
+    return any(getattr(meta, "func", None) is parse_duration for meta in metadata)
+
+
+# Durations that are off unless set: probes that find dead peers, not limits on a client.
+OFF_BY_DEFAULT = {("Http2Settings", "ping_interval")}
 
 
 def test_every_timeout_default_is_bounded() -> None:
@@ -142,6 +165,9 @@ def test_every_timeout_default_is_bounded() -> None:
         for name, info in model.model_fields.items()
         if is_duration(info)
     }
+    assert ("Http2Settings", "ping_interval") in timeouts
+    for where in OFF_BY_DEFAULT:
+        assert timeouts.pop(where) is None, where
     assert {name for _, name in timeouts} == {
         "graceful_timeout",
         "startup_timeout",
@@ -188,6 +214,8 @@ def test_every_field_is_documented_with_an_example() -> None:
         (HostSettings, "workers", 3),
         (LoggingSettings, "level", "debug"),
         (Listener, "backlog", 1),
+        (Listener, "protocols", ("h2",)),
+        (Http2Settings, "max_concurrent_streams", 5),
         (AppSettings, "target", "x:y"),
         (WebSocketSettings, "max_queue", 2),
     ],
@@ -200,6 +228,7 @@ def test_sections_are_frozen(model: type[Section], field: str, value: object) ->
         Listener: config.listeners["public"],
         AppSettings: config.apps["site"],
         WebSocketSettings: config.apps["site"].websocket,
+        Http2Settings: config.listeners["public"].http2,
     }
     with pytest.raises(ValidationError, match="frozen"):
         setattr(instances[model], field, value)
@@ -264,6 +293,13 @@ def test_full_config_validates() -> None:
     assert public.tls.password is not None
     assert public.tls.password.get_secret_value() == "hunter2"
     assert public.tls.min_version == "1.3"
+    assert public.protocols == ("h2", "http/1.1")
+    assert public.http2 == Http2Settings(
+        max_concurrent_streams=250,
+        initial_window_size=1024 * 1024,
+        max_frame_size=64 * 1024,
+        ping_interval=30.0,
+    )
     private = config.listeners["private"]
     assert private.bind == UnixBind(base / "run" / "app.sock")
     assert private.unix_mode == 0o660
@@ -287,6 +323,13 @@ def test_dump_is_text_a_person_would_write() -> None:
     assert data["listeners"]["private"]["bind"] == "unix:/srv/site/run/app.sock"
     assert data["listeners"]["private"]["unix_mode"] == "660"
     assert data["apps"]["api"]["max_body_bytes"] == "10MiB"
+    assert public["protocols"] == ["h2", "http/1.1"]
+    assert public["http2"] == {
+        "max_concurrent_streams": 250,
+        "initial_window_size": "1MiB",
+        "max_frame_size": "64KiB",
+        "ping_interval": "30s",
+    }
 
 
 def test_dump_validates_back_to_the_same_config() -> None:
@@ -345,3 +388,92 @@ def test_table_names_are_checked(section: str) -> None:
         validate_config(data, Path("/srv"))
     [error] = caught.value.errors()
     assert error["loc"] == (section, "bad name", "[key]")
+
+
+# ------------------------------------------------------------------- HTTP/2
+
+
+def listener_with(**keys: Any) -> dict[str, Any]:
+    return {"listeners": {"web": {"bind": "127.0.0.1:8000", "app": "site", **keys}}}
+
+
+def http2_of(**keys: Any) -> Http2Settings:
+    return validate_config(listener_with(http2=keys), Path("/srv")).listeners["web"].http2
+
+
+def refused(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    with pytest.raises(ValidationError) as caught:
+        validate_config(data, Path("/srv"))
+    return [(error["loc"], error["type"]) for error in caught.value.errors()]
+
+
+@pytest.mark.parametrize(
+    ("protocols", "kept"),
+    [
+        (["http/1.1", "h2"], ("http/1.1", "h2")),
+        (["h2", "http/1.1"], ("h2", "http/1.1")),
+        (["h2"], ("h2",)),
+        (["http/1.1"], ("http/1.1",)),
+    ],
+)
+def test_protocols_accepted(protocols: list[str], kept: tuple[str, ...]) -> None:
+    config = validate_config(listener_with(protocols=protocols), Path("/srv"))
+    assert config.listeners["web"].protocols == kept
+
+
+@pytest.mark.parametrize(
+    ("protocols", "loc"),
+    [
+        (["h2", "h2"], ("listeners", "web", "protocols")),
+        ([], ("listeners", "web", "protocols")),
+        (["http/1.1", "h3"], ("listeners", "web", "protocols", 1)),
+        ("h2", ("listeners", "web", "protocols")),
+    ],
+)
+def test_protocols_refused(protocols: object, loc: tuple[str | int, ...]) -> None:
+    assert [found for found, _ in refused(listener_with(protocols=protocols))] == [loc]
+
+
+def test_http2_spellings_of_sizes_and_durations() -> None:
+    http2 = http2_of(initial_window_size="64KiB", max_frame_size="1MiB", ping_interval="2m")
+    assert http2.initial_window_size == 65536
+    assert http2.max_frame_size == 1024 * 1024
+    assert http2.ping_interval == 120.0
+    assert http2_of(initial_window_size=65535, ping_interval=0.5).initial_window_size == 65535
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_concurrent_streams", 1),
+        ("max_concurrent_streams", 2**31 - 1),
+        ("initial_window_size", 1),
+        ("initial_window_size", 2**31 - 1),
+        ("max_frame_size", 16384),
+        ("max_frame_size", 16777215),
+    ],
+)
+def test_http2_bounds_are_inclusive(key: str, value: int) -> None:
+    assert getattr(http2_of(**{key: value}), key) == value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "kind"),
+    [
+        ("max_concurrent_streams", 0, "greater_than_equal"),
+        ("max_concurrent_streams", 2**31, "less_than_equal"),
+        ("max_concurrent_streams", "lots", "int_parsing"),
+        ("initial_window_size", 0, "value_error"),
+        ("initial_window_size", 2**31, "value_error"),
+        ("initial_window_size", "2GiB", "value_error"),
+        ("max_frame_size", 16383, "value_error"),
+        ("max_frame_size", "8KiB", "value_error"),
+        ("max_frame_size", "16MiB", "value_error"),
+        ("ping_interval", 0, "value_error"),
+        ("ping_interval", "often", "value_error"),
+        ("max_header_list_size", 65536, "extra_forbidden"),
+    ],
+)
+def test_http2_values_refused(key: str, value: object, kind: str) -> None:
+    where = ("listeners", "web", "http2", key)
+    assert refused(listener_with(http2={key: value})) == [(where, kind)]

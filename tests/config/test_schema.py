@@ -34,6 +34,7 @@ SCHEMA_REJECTS: dict[str, tuple[tuple[str, ...], str]] = {
     "bad_binds": (("listeners", "noport", "bind"), "bind pattern"),
     "bad_durations": (("host", "graceful_timeout"), "duration pattern and bounds"),
     "bad_headers": (("listeners", "web", "headers"), "header name and value patterns"),
+    "bad_http2": (("listeners", "web", "protocols", "1"), "protocol names, unique, non-empty"),
     "bad_literals": (("logging", "format"), "enumerated choices"),
     "bad_names": (("listeners",), "listener and app name patterns"),
     "bad_root_path": (("listeners", "web", "root_path"), "root path pattern"),
@@ -195,6 +196,30 @@ def test_schema_accepts_a_reference_wherever_a_value_goes(
         "apps": {"site": {"target": "${TARGET:?set TARGET}", "max_body_bytes": "${MAX}"}},
     }
     assert not list(validator.iter_errors(data))
+
+
+@pytest.mark.parametrize(
+    ("keys", "valid"),
+    [
+        ({"protocols": ["h2", "http/1.1"]}, True),
+        ({"protocols": ["h2", "h2"]}, False),
+        ({"protocols": []}, False),
+        ({"protocols": ["h3"]}, False),
+        ({"protocols": ["${PROTOCOL}"]}, True),
+        ({"http2": {"max_frame_size": 16384, "initial_window_size": 2**31 - 1}}, True),
+        ({"http2": {"max_frame_size": 16383}}, False),
+        ({"http2": {"max_frame_size": 2**24}}, False),
+        ({"http2": {"initial_window_size": 2**31}}, False),
+        ({"http2": {"max_concurrent_streams": 0}}, False),
+        ({"http2": {"max_frame_size": "64KiB", "ping_interval": "30s"}}, True),
+        ({"http2": {"max_header_list_size": 65536}}, False),
+    ],
+)
+def test_schema_knows_the_http2_settings(
+    keys: dict[str, Any], valid: bool, validator: jsonschema.Draft202012Validator
+):
+    data = {"listeners": {"web": {"bind": "127.0.0.1:8000", "app": "site", **keys}}}
+    assert validator.is_valid(data) is valid
 
 
 # ----------------------------------------------------- descriptions, docs

@@ -6,16 +6,20 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, Field, ValidationError
 
 from uvhost.config.types import (
     BIND_SCHEMA,
     MAX_DURATION,
+    ByteSize,
     ConfigValueError,
     FdBind,
+    SizeRange,
     SystemdBind,
     TcpBind,
     UnixBind,
@@ -189,6 +193,65 @@ def test_format_size_uses_the_largest_binary_unit(size: int, shown: object) -> N
 @given(st.integers(min_value=1, max_value=2**48))
 def test_format_size_round_trips(size: int) -> None:
     assert parse_size(format_size(size)) == size
+
+
+class Framed(BaseModel):
+    frame: Annotated[ByteSize, SizeRange(16384, 16777215, "RFC 9113 6.5.2")] = Field(16384)
+    window: Annotated[ByteSize, SizeRange(1, 2**31 - 1)] | None = None
+
+
+def range_error(**values: object) -> ConfigValueError:
+    with pytest.raises(ValidationError) as caught:
+        Framed.model_validate(values)
+    [details] = caught.value.errors()
+    error = (details.get("ctx") or {}).get("error")
+    assert isinstance(error, ConfigValueError), details
+    return error
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(16384, 16384), ("16KiB", 16384), ("1MiB", 1024**2), (16777215, 16777215)],
+)
+def test_a_size_range_keeps_the_sizes_spellings(value: object, size: int) -> None:
+    assert Framed.model_validate({"frame": value}).frame == size
+
+
+def test_a_size_range_is_inclusive_and_exact() -> None:
+    range_error(frame=16383)
+    error = range_error(frame="16MiB")  # one byte over 2^24-1
+    assert error.message == "16MiB (16777216 bytes) is above the maximum of 16777215 bytes"
+
+
+def test_a_size_range_refuses_what_plain_ge_le_would_let_through() -> None:
+    """The reason SizeRange exists: Field(ge=...) on a ByteSize is never checked."""
+
+    class Unchecked(BaseModel):
+        size: ByteSize = Field(16384, ge=16384)
+
+    assert Unchecked.model_validate({"size": "8KiB"}).size == 8192  # pydantic's silent pass
+    error = range_error(frame="8KiB")
+    assert error.message == "8KiB (8192 bytes) is below the minimum of 16KiB (16384 bytes)"
+    assert error.hint == "write a size from 16KiB (16384 bytes) to 16777215 bytes (RFC 9113 6.5.2)"
+
+
+def test_a_size_range_names_the_maximum_in_bytes_when_no_unit_divides_it() -> None:
+    error = range_error(window="2GiB")
+    assert error.message == "2GiB (2147483648 bytes) is above the maximum of 2147483647 bytes"
+    assert error.hint == "write a size from 1 byte to 2147483647 bytes"
+    assert Framed.model_validate({"window": 2**31 - 1}).window == 2**31 - 1
+
+
+def test_a_size_range_still_refuses_what_a_size_refuses() -> None:
+    assert range_error(frame="lots").message == '"lots" is not a size'
+    assert range_error(frame=0).message.startswith("a size must be positive")
+
+
+def test_a_size_range_dumps_like_a_size_and_bounds_the_schema() -> None:
+    assert Framed(frame=32768).model_dump(mode="json") == {"frame": "32KiB", "window": None}
+    frame = Framed.model_json_schema()["properties"]["frame"]
+    assert {"type": "integer", "minimum": 16384, "maximum": 16777215} in frame["anyOf"]
+    assert any(branch.get("type") == "string" for branch in frame["anyOf"])
 
 
 # -------------------------------------------------------------------- binds

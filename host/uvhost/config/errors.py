@@ -151,7 +151,8 @@ def _translate(details: ErrorDetails, root: type[BaseModel]) -> Problem:
         key = str(path[-1])
         allowed = _fields_at(root, path[:-1])
         message = f'unknown key "{key}" in {where}' if path[:-1] else f'unknown section "{key}"'
-        return Problem(message, did_you_mean(key, allowed), path, at="key")
+        hint = _KEYS_ELSEWHERE.get(tuple(path[-2:])) or did_you_mean(key, allowed)
+        return Problem(message, hint, path, at="key")
     if kind in ("missing", "too_short") and path == ("listeners",):
         return Problem(
             "the config has no listeners, so it would serve nothing",
@@ -171,6 +172,13 @@ def _translate(details: ErrorDetails, root: type[BaseModel]) -> Problem:
         return _from_value_error(ctx, path, at="value", fallback=details["msg"])
     hint = _type_hint(kind, ctx, details.get("input"))
     return Problem(_type_message(kind, ctx, details), hint, path, at="value")
+
+
+# Keys people expect in a table that are spelt elsewhere: (table, key) -> where they are.
+_KEYS_ELSEWHERE: dict[tuple[str | int, ...], str] = {
+    ("http2", "max_header_list_size"): "HTTP/2's header list limit is the listener's "
+    "max_header_bytes (advertised as SETTINGS_MAX_HEADER_LIST_SIZE); set that instead",
+}
 
 
 def _from_value_error(
