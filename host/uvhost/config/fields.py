@@ -281,7 +281,10 @@ IPNetwork = Annotated[
 # ------------------------------------------------------------ protocols
 
 PROTOCOLS = ("http/1.1", "h2")
-"""What a listener may speak, by ALPN name (RFC 7301): TLS offers these, h2 first."""
+"""What a listener may speak, by ALPN name (RFC 7301), in the default's order. The order a
+config writes carries no meaning: TLS must offer h2 first whatever it is, and a server's
+ALPN list is its preference (OpenSSL picks the first of ours the client offers), so pass
+the ALPN layer h2 first, never `protocols` as written."""
 
 _PROTOCOL_HINTS = {
     "h2c": 'write "h2": on a listener without TLS it means HTTP/2 with prior knowledge (h2c)',
