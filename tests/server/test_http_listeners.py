@@ -158,10 +158,12 @@ def tls_config(files, client_auth: str = "none") -> str:
     return listener_config("secure", "127.0.0.1:0") + table + APP_CONFIG
 
 
-def client_context(ca, *, cert: bool = False) -> ssl.SSLContext:
+def client_context(
+    ca, *, cert: bool = False, alpn: tuple[str, ...] = ("http/1.1",)
+) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(list(alpn))
     if cert:
         ca.issue_cert("client@example.com").configure_cert(context)
     return context
@@ -169,6 +171,13 @@ def client_context(ca, *, cert: bool = False) -> ssl.SSLContext:
 
 def test_tls_scheme_and_alpn(serve, ca, tls_files):
     host = serve(tls_config(tls_files), APPS)
+    with (
+        socket.create_connection(("127.0.0.1", host.port()), timeout=5) as plain,
+        client_context(ca, alpn=("http/1.1", "h2")).wrap_socket(
+            plain, server_hostname="localhost"
+        ) as conn,
+    ):
+        assert conn.selected_alpn_protocol() == "h2"  # preferred; HTTP/2 has its own tests
     context = client_context(ca)
     with (
         socket.create_connection(("127.0.0.1", host.port()), timeout=5) as plain,

@@ -109,29 +109,38 @@ def handshake(server_context: ssl.SSLContext, client: ssl.SSLContext) -> Seen:
     return seen
 
 
-def test_plain_handshake_negotiates_http11(files):
-    seen = handshake(build_context(tls(files)), client_context(files, alpn=["h2", "http/1.1"]))
+def test_h2_is_preferred_when_both_are_allowed(files):
+    """OpenSSL takes the first of the server's list the client offers: h2, whatever
+    order the client or the config names them in."""
+    context = build_context(tls(files), ("http/1.1", "h2"))
+    seen = handshake(context, client_context(files, alpn=["http/1.1", "h2"]))
     assert seen.error is None
     assert seen.received == b"hello"
-    assert seen.alpn == "http/1.1"
+    assert seen.alpn == "h2"
     assert seen.version == "TLSv1.3"
 
 
-def test_client_offering_only_h2_gets_no_alpn(files):
-    seen = handshake(build_context(tls(files)), client_context(files, alpn=["h2"]))
+def test_a_listener_without_h2_negotiates_http11(files):
+    context = build_context(tls(files), ("http/1.1",))
+    seen = handshake(context, client_context(files, alpn=["h2", "http/1.1"]))
+    assert seen.alpn == "http/1.1"
+
+
+def test_client_offering_only_h2_gets_no_alpn_from_an_http11_listener(files):
+    seen = handshake(build_context(tls(files), ("http/1.1",)), client_context(files, alpn=["h2"]))
     assert seen.received == b"hello"
     assert seen.alpn is None
 
 
 def test_tls12_client_accepted_by_default(files):
     client = client_context(files, max_version=ssl.TLSVersion.TLSv1_2)
-    seen = handshake(build_context(tls(files)), client)
+    seen = handshake(build_context(tls(files), ("http/1.1",)), client)
     assert seen.version == "TLSv1.2"
     assert seen.received == b"hello"
 
 
 def test_min_version_13_refuses_a_tls12_client(files):
-    server = build_context(tls(files, min_version="1.3"))
+    server = build_context(tls(files, min_version="1.3"), ("http/1.1",))
     seen = handshake(server, client_context(files, max_version=ssl.TLSVersion.TLSv1_2))
     assert isinstance(seen.error, ssl.SSLError)
     assert not seen.served
@@ -139,7 +148,9 @@ def test_min_version_13_refuses_a_tls12_client(files):
 
 
 def test_client_auth_required(files):
-    server = build_context(tls(files, client_auth="required", client_ca=str(files.client_ca)))
+    server = build_context(
+        tls(files, client_auth="required", client_ca=str(files.client_ca)), ("http/1.1",)
+    )
     assert server.verify_mode == ssl.CERT_REQUIRED
     refused = handshake(server, client_context(files))
     # In TLS 1.3 the client finishes first; the server then refuses (an alert or a close).
@@ -152,14 +163,18 @@ def test_client_auth_required(files):
 
 
 def test_client_auth_required_over_tls12(files):
-    server = build_context(tls(files, client_auth="required", client_ca=str(files.client_ca)))
+    server = build_context(
+        tls(files, client_auth="required", client_ca=str(files.client_ca)), ("http/1.1",)
+    )
     seen = handshake(server, client_context(files, max_version=ssl.TLSVersion.TLSv1_2))
     assert isinstance(seen.error, ssl.SSLError)
     assert not seen.served
 
 
 def test_client_auth_optional_accepts_both(files):
-    server = build_context(tls(files, client_auth="optional", client_ca=str(files.client_ca)))
+    server = build_context(
+        tls(files, client_auth="optional", client_ca=str(files.client_ca)), ("http/1.1",)
+    )
     assert server.verify_mode == ssl.CERT_OPTIONAL
     anonymous = handshake(server, client_context(files))
     assert anonymous.received == b"hello"
@@ -170,7 +185,9 @@ def test_client_auth_optional_accepts_both(files):
 
 
 def test_client_auth_optional_still_refuses_a_cert_from_another_ca(files):
-    server = build_context(tls(files, client_auth="optional", client_ca=str(files.client_ca)))
+    server = build_context(
+        tls(files, client_auth="optional", client_ca=str(files.client_ca)), ("http/1.1",)
+    )
     client = client_context(files)
     trustme.CA().issue_cert("intruder@example.com").configure_cert(client)
     seen = handshake(server, client)
@@ -179,7 +196,7 @@ def test_client_auth_optional_still_refuses_a_cert_from_another_ca(files):
 
 
 def test_context_options(files):
-    context = build_context(tls(files, ciphers="ECDHE+AESGCM"))
+    context = build_context(tls(files, ciphers="ECDHE+AESGCM"), ("http/1.1",))
     assert context.verify_mode == ssl.CERT_NONE
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     for option in (
@@ -197,7 +214,10 @@ def test_certificate_file_holding_the_key_too(files):
     combined = files.dir / "combined.pem"
     combined.write_bytes(files.key.read_bytes() + files.cert.read_bytes())
     settings = TlsSettings.model_validate({"certificate": str(combined)})
-    assert handshake(build_context(settings), client_context(files)).received == b"hello"
+    assert (
+        handshake(build_context(settings, ("http/1.1",)), client_context(files)).received
+        == b"hello"
+    )
 
 
 # ------------------------------------------------------------------- errors
@@ -218,7 +238,7 @@ def encrypted_key(files: Files, password: bytes) -> Path:
 
 def setup_error(settings: TlsSettings) -> str:
     with pytest.raises(TlsSetupError) as caught:
-        build_context(settings)
+        build_context(settings, ("http/1.1",))
     assert "\n" not in caught.value.message
     return caught.value.message
 
@@ -226,7 +246,10 @@ def setup_error(settings: TlsSettings) -> str:
 def test_encrypted_key_with_password(files):
     path = encrypted_key(files, KEY_PASSWORD.encode())
     settings = tls(files, private_key=str(path), password=KEY_PASSWORD)
-    assert handshake(build_context(settings), client_context(files)).received == b"hello"
+    assert (
+        handshake(build_context(settings, ("http/1.1",)), client_context(files)).received
+        == b"hello"
+    )
 
 
 def test_encrypted_key_without_password_never_prompts(files):
@@ -282,7 +305,7 @@ def test_client_auth_without_client_ca(files):
 def test_reloaded_certificate_is_served_to_new_handshakes(files, tmp_path):
     """The live context takes a pair from another CA: clients trusting only it now connect."""
     settings = tls(files)
-    live = build_context(settings)
+    live = build_context(settings, ("http/1.1",))
     old_ca_client = client_context(files)
     assert handshake(live, old_ca_client).error is None
 
@@ -300,7 +323,7 @@ def test_reloaded_certificate_is_served_to_new_handshakes(files, tmp_path):
 
 def test_a_bad_replacement_leaves_the_live_certificate(files):
     settings = tls(files)
-    live = build_context(settings)
+    live = build_context(settings, ("http/1.1",))
     files.key.write_text("not a key\n")
     with pytest.raises(TlsSetupError):
         reload_certificate(live, settings)

@@ -88,6 +88,12 @@ class ListenerContext:
     """Responses completed in this loop turn, written together at its end (see flow.py)."""
     unrouted: RouteStats = field(default_factory=RouteStats)
     """Requests no route answered: 404s, and faults the host answered itself (400, 408...)."""
+    http1: bool = True
+    """Whether HTTP/1.x is spoken (`protocols`); without it, only HTTP/2."""
+    alpn_h2: bool = False
+    """TLS with h2 allowed: a connection whose ALPN chose h2 becomes HTTP/2."""
+    h2c: bool = False
+    """Cleartext with h2 allowed: a connection that opens with the HTTP/2 preface is HTTP/2."""
 
     def __post_init__(self) -> None:
         listener = self.settings
@@ -97,6 +103,10 @@ class ListenerContext:
         }
         if listener.proxy_headers:
             self.proxies = TrustedProxies(listener.forwarded_allow_ips)
+        protocols = listener.protocols
+        self.http1 = "http/1.1" in protocols
+        self.alpn_h2 = "h2" in protocols and self.scheme == "https"
+        self.h2c = "h2" in protocols and self.scheme != "https"
         self.refresh_preamble()
 
     def refresh_preamble(self) -> None:

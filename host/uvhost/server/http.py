@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from typing import Any, cast
+from typing import cast
 
 import httptools
 
@@ -34,8 +34,9 @@ from uvhost.server.asgi_types import Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow, peer_hung_up
+from uvhost.server.http2 import PRI_HEAD, Http2Protocol
 from uvhost.server.linger import linger
-from uvhost.server.router import Endpoint
+from uvhost.server.router import Endpoint, not_found
 from uvhost.server.scope import http_scope
 from uvhost.server.websocket import WebSocketProtocol, websocket_scope
 
@@ -139,6 +140,8 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = self.loop.time()
         if self.context.draining:  # accepted (or handshaken) just as draining began
             self.close_after_response = True
+        if self.context.alpn_h2 and _alpn(self.transport) == "h2":
+            self._switch_to_http2(b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.context.forget(self)
@@ -165,7 +168,7 @@ class HttpProtocol(asyncio.Protocol):
             self._callback_failed(error.__context__)
         except httptools.HttpParserError as error:
             alone = not in_head and self.exchange is None and not self.pipeline
-            self._parse_failed(error, data if alone else b"")
+            self._parse_failed(error, data, alone=alone)
         else:
             if self.in_head:
                 if self.head_fed < 0:
@@ -178,17 +181,30 @@ class HttpProtocol(asyncio.Protocol):
             elif body_before >= 0 and parsing is not None:
                 self._body_progress(parsing, body_before, len(data))
 
-    def _parse_failed(self, error: httptools.HttpParserError, fresh: bytes) -> None:
-        """llhttp refused the bytes: 400, or 501 for a method it does not know.
+    def _parse_failed(self, error: httptools.HttpParserError, data: bytes, *, alone: bool) -> None:
+        """llhttp refused the bytes: 400, or 501 for a method it does not know, or it
+        stopped at the HTTP/2 preface.
 
-        `fresh` is the read when the refused request is the first thing in it (no
-        request before it started an exchange): a method llhttp does not know is
-        told from garbage by its shape there ("TOKEN SP").
+        `alone`: the refused request is the first thing in this read `data` (no
+        request before it started an exchange), so a method llhttp does not know
+        is told from garbage by its shape there ("TOKEN SP").
         """
         if self.last_request_read:  # bytes after "Connection: close": no request, no 400
             self.parsing = None
             self._pause_for_good()
-        elif isinstance(error, httptools.HttpParserInvalidMethodError) and _METHOD.match(fresh):
+        elif (
+            self.context.h2c
+            and self.known_host == b"\0"  # nothing served on this connection yet
+            and self.exchange is None
+            and self.parser.get_method() == b"PRI"  # llhttp stops at "PRI * HTTP/2.0"
+            and (rest := _after_pri_head(data)) is not None
+        ):  # h2c with prior knowledge (RFC 9113 3.3)
+            self._switch_to_http2(PRI_HEAD + rest)
+        elif (
+            isinstance(error, httptools.HttpParserInvalidMethodError)
+            and alone
+            and _METHOD.match(data)
+        ):
             # RFC 9110 9.1: a method the server does not implement is a 501
             self._reject_after_pending(501, "request method not implemented")
         else:
@@ -352,6 +368,8 @@ class HttpProtocol(asyncio.Protocol):
         """What llhttp lets through and the spec does not; a request naming the Host its
         connection's last request named, with no transfer coding and no Upgrade, never
         gets here."""
+        if not self.context.http1:  # a listener that speaks HTTP/2 alone
+            raise BadRequestError("this listener speaks HTTP/2 only", 505)
         if wants_upgrade and self.parser.get_method() == b"CONNECT":
             # RFC 9110 9.3.6: CONNECT asks for a tunnel, which only a proxy makes; an app
             # answering it with a body would leave the client reading a tunnel
@@ -445,6 +463,18 @@ class HttpProtocol(asyncio.Protocol):
         transport.set_protocol(websocket)
         self.context.connections.discard(self)  # before start: it may close at once
         websocket.start(transport, self.url.decode("latin-1"), self.headers, rest)
+
+    def _switch_to_http2(self, data: bytes) -> None:
+        """Hand the transport to an HTTP/2 connection (ALPN chose h2, or the client sent
+        the HTTP/2 preface); `data` is what it must read first."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.transport = None
+        self.reading_done = True
+        self.context.connections.discard(self)
+        http2 = Http2Protocol(self.context, self.loop, self.client, self.server)
+        http2.take_over(transport, data)
 
     def _pause_for_good(self) -> None:
         self.reading_done = True  # update_reading never resumes it
@@ -712,6 +742,21 @@ class HttpProtocol(asyncio.Protocol):
             self.close()
 
 
+def _alpn(transport: asyncio.BaseTransport) -> str | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    return ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+
+
+def _after_pri_head(data: bytes) -> bytes | None:
+    """What follows the "PRI * HTTP/2.0" head llhttp read and stopped at, from the read
+    that ended it (the head may have begun in earlier reads); None when this read does
+    not end such a head."""
+    for size in range(min(len(data), len(PRI_HEAD)), 0, -1):
+        if data[:size] == PRI_HEAD[-size:]:
+            return data[size:]
+    return None
+
+
 def _check_transfer_coding(value: bytes) -> None:
     """A Transfer-Encoding other than plain "chunked" (lower-cased `value`): llhttp takes
     "gzip, chunked" as chunked, and an app would read the still-coded bytes as the body.
@@ -743,19 +788,3 @@ def _serves_websocket(
     if method != "GET" or version != "1.1":
         return False
     return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
-
-
-async def not_found(scope: Scope, receive: Any, send: Any) -> None:
-    """What a listener answers when no route matches: the host's own 404."""
-    body = b"Not Found\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from uvhost.config.plan import RouteTable
 from uvhost.observe.stats import RouteStats
-from uvhost.server.asgi_types import ASGIApp
+from uvhost.server.asgi_types import ASGIApp, Scope
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
     from uvhost.config.model import AppSettings, Listener, WebSocketSettings
@@ -167,3 +167,19 @@ def _endpoint(
         websocket=websocket,
         raw_proxy_prefix=quote(proxy_prefix, safe=_PATH_SAFE).encode("ascii"),
     )
+
+
+async def not_found(scope: Scope, receive: Any, send: Any) -> None:
+    """What a listener answers when no route matches: the host's own 404."""
+    body = b"Not Found\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -14,13 +14,15 @@ Invariants:
   message instead of blocking the worker on a terminal read.
 - Defaults are the conservative server ones: TLS 1.2 or later, no
   compression (CRIME), no renegotiation (a client-triggered CPU sink), the
-  server's cipher order, ALPN "http/1.1" only (we speak no HTTP/2, so we do
-  not let a client pick it).
+  server's cipher order. ALPN offers the listener's `protocols`, h2 first
+  (OpenSSL takes the first of the server's list that the client offers, so
+  the order here is the preference, whatever order the config names them).
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
 
 __all__ = ["ALPN_PROTOCOLS", "TlsSetupError", "build_context"]
 
-ALPN_PROTOCOLS = ("http/1.1",)
+ALPN_PROTOCOLS = ("h2", "http/1.1")  # by preference
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _VERIFY = {
@@ -50,8 +52,8 @@ class TlsSetupError(Exception):
         self.message = message
 
 
-def build_context(settings: TlsSettings) -> ssl.SSLContext:
-    """A server context for `settings`; raises TlsSetupError."""
+def build_context(settings: TlsSettings, protocols: Collection[str]) -> ssl.SSLContext:
+    """A server context for `settings` offering `protocols` by ALPN; raises TlsSetupError."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[settings.min_version]
     context.options |= (
@@ -61,7 +63,7 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
         | ssl.OP_SINGLE_DH_USE
         | ssl.OP_SINGLE_ECDH_USE
     )
-    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    context.set_alpn_protocols([name for name in ALPN_PROTOCOLS if name in protocols])
     if settings.ciphers is not None:
         try:
             context.set_ciphers(settings.ciphers)
@@ -88,7 +90,7 @@ def reload_certificate(context: ssl.SSLContext, settings: TlsSettings) -> None:
     connections keep theirs. The files are first checked on a scratch
     context, so a bad file leaves the live one untouched.
     """
-    build_context(settings)
+    build_context(settings, ())
     _load_chain(context, settings)
 
 

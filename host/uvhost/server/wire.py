@@ -300,11 +300,7 @@ def _repeats_line(lines: list[bytes], lowered: bytes, line: bytes) -> bool:
 def preamble_without(preamble: bytes, seen: int) -> bytes:
     """The shared Server/Date lines less those the app set itself (RFC 9110 6.6: one of
     each). Only responses that set them pay for this."""
-    drop = tuple(
-        prefix
-        for kind, prefix in ((SERVER, b"server:"), (DATE, b"date:"))
-        if seen & kind
-    )
+    drop = tuple(prefix for kind, prefix in ((SERVER, b"server:"), (DATE, b"date:")) if seen & kind)
     return b"".join(
         line for line in preamble.splitlines(keepends=True) if not line.startswith(drop)
     )

@@ -109,7 +109,7 @@ class Worker:
         tls: ssl.SSLContext | None = None
         if settings.tls is not None:
             try:
-                tls = build_context(settings.tls)
+                tls = build_context(settings.tls, settings.protocols)
                 self.certificates[name] = tls
             except TlsSetupError as error:
                 raise WorkerStartupError(f'listener "{name}": {error}') from error

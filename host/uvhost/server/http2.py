@@ -1,0 +1,739 @@
+"""HTTP/2 over the h2 library: one `Http2Protocol` per connection, one `Stream` per request.
+
+Invariants:
+- Every request is an `Exchange`, the same class HTTP/1.1 uses: the app's
+  messages, the response header checks, the limits and the counters are
+  decided there. A `Stream` is the exchange's `Carrier`; what differs here
+  is only how bytes leave (HEADERS and DATA frames) and flow control.
+- The h2 state machine is the only judge of frames and HPACK; its inbound
+  header validation stays on (pseudo-headers, connection-specific fields).
+  Outbound validation is off: the exchange already checked every header
+  the app sent, and h2 would check them a second time per response.
+- Flow control both ways. Request body bytes are acknowledged
+  (WINDOW_UPDATE) only as the app takes them with `receive`, so a slow app
+  slows its client, and a connection buffers at most its receive window.
+  An app's `send` waits while the stream's or the connection's send window
+  is closed, or the transport is above its high-water mark.
+- A client cannot make more app tasks run on one connection than
+  `max_concurrent_streams`, resets included (CVE-2023-44487): a stream whose
+  client reset it still counts while its app runs, and a new stream beyond
+  that is refused (REFUSED_STREAM).
+- Bytes leave once per event batch (one `data_received`) and once per loop
+  turn for app responses (the listener's `TurnWriter`), never per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import TYPE_CHECKING, Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from uvhost.observe.stats import REQUESTS, clock
+from uvhost.server import wire
+from uvhost.server.asgi_types import Message, Scope
+from uvhost.server.context import ListenerContext
+from uvhost.server.exchange import Exchange, Phase, run_app
+from uvhost.server.flow import WriteFlow
+from uvhost.server.linger import linger
+from uvhost.server.router import not_found
+from uvhost.server.scope import http_scope
+
+if TYPE_CHECKING:
+    from uvhost.server.router import Endpoint
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PRI_HEAD = PREFACE[:18]  # what llhttp reads as a request before it stops ("PRI * HTTP/2.0")
+UNLIMITED = 1 << 62
+CONNECTION_WINDOW_FACTOR = 4  # the connection's receive window, in stream windows
+
+# Response header names HTTP/2 forbids (RFC 9113 8.2.2); the exchange's checks let
+# `connection` through for HTTP/1.1's sake, and HTTP/1.1 framing is never ours here.
+CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+_STATUS = {status: b"%d" % status for status in range(100, 600)}
+_VISIBLE = re.compile(rb"[!-~]+")  # a :path holds visible ASCII only (RFC 3986)
+
+
+def connection_settings(context: ListenerContext) -> h2.settings.Settings:
+    """What this listener advertises in its SETTINGS frame."""
+    tuning = context.settings.http2
+    codes = h2.settings.SettingCodes
+    return h2.settings.Settings(
+        client=False,
+        initial_values={
+            codes.MAX_CONCURRENT_STREAMS: tuning.max_concurrent_streams,
+            codes.INITIAL_WINDOW_SIZE: tuning.initial_window_size,
+            codes.MAX_FRAME_SIZE: tuning.max_frame_size,
+            codes.MAX_HEADER_LIST_SIZE: context.settings.max_header_bytes,
+        },
+    )
+
+
+_CONFIG = h2.config.H2Configuration(
+    client_side=False,
+    header_encoding=None,
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+    validate_inbound_headers=True,
+    normalize_inbound_headers=True,
+)
+
+
+def response_headers(status: int, head: bytes) -> list[tuple[bytes, bytes]]:
+    """An HTTP/1.1 head the exchange built and checked, as an HTTP/2 header list.
+
+    The checks (tokens, no CR/LF/NUL, one content-length, Server and Date once,
+    listener defaults) live in `wire.build_head`; reading its result back is
+    cheaper than a second copy of them, and h2's HPACK costs far more.
+    """
+    pairs = [(b":status", _STATUS[status])]
+    for line in head.split(b"\r\n")[1:]:
+        if not line:
+            break
+        name, _, value = line.partition(b": ")
+        name = name.lower()
+        if name not in CONNECTION_SPECIFIC:
+            pairs.append((name, value))
+    return pairs
+
+
+class StreamExchange(Exchange):
+    """An exchange carried by an HTTP/2 stream: its head becomes a HEADERS frame, and the
+    body bytes the app takes are handed back to the client as window."""
+
+    __slots__ = ()
+
+    protocol: Stream
+
+    def _open_body(self, body: bytes, more: bool) -> bytes:
+        super()._open_body(body, more)
+        self.protocol.head = response_headers(self.status, self.framing.head)  # type: ignore[union-attr]
+        return b""
+
+    def head_pending(self) -> bool:
+        return self.protocol.head is not None
+
+    def _next_body_message(self) -> Message:
+        message = super()._next_body_message()
+        taken = len(message["body"])
+        if taken:
+            self.protocol.consumed(taken)
+        return message
+
+
+class Stream:
+    """One request's stream: the `Carrier` of its exchange."""
+
+    __slots__ = (
+        "backlog",
+        "backlog_end",
+        "body_since",
+        "connection",
+        "context",
+        "drained",
+        "ended",
+        "exchange",
+        "head",
+        "id",
+        "loop",
+        "unacked",
+    )
+
+    def __init__(self, connection: Http2Protocol, stream_id: int) -> None:
+        self.connection = connection
+        self.context = connection.context
+        self.loop = connection.loop
+        self.id = stream_id
+        self.exchange: StreamExchange | None = None
+        self.head: list[tuple[bytes, bytes]] | None = None  # decided, not yet sent
+        self.backlog: memoryview | None = None  # body bytes waiting for send window
+        self.backlog_end = False
+        self.ended = False  # END_STREAM (or RST_STREAM) sent: nothing more goes out
+        self.drained: asyncio.Future[None] | None = None
+        self.unacked = 0  # body bytes received and not yet handed back as window
+        self.body_since: float | None = None
+
+    # ------------------------------------------------------------ Carrier
+
+    def send_continue(self) -> None:
+        if not self.ended:
+            self.connection.h2.send_headers(self.id, [(b":status", b"100")])
+            self.connection.flush_soon()
+            self.body_since = self.context.next_tick
+
+    def update_reading(self) -> None:
+        """Reading is paced by flow control (`consumed`), not by pausing the transport."""
+
+    def stage(self, data: bytes) -> None:
+        self._send(data, end=False)
+
+    async def write(self, data: bytes) -> None:
+        self._send(data, end=False)
+        self.connection.hold()
+        if self.backlog is not None:
+            self.drained = self.loop.create_future()
+            try:
+                await asyncio.shield(self.drained)
+            finally:
+                self.drained = None
+        await self.connection.flow.wait()
+
+    def write_now(self, data: bytes) -> None:
+        self._send(data, end=False)
+        self.connection.flush()
+
+    def finish_response(self, exchange: Exchange, data: bytes) -> None:
+        self._send(data, end=True)
+        self.connection.finished(self, exchange)
+
+    def close(self) -> None:
+        """Cut the response: the stream is reset, the connection's other streams go on."""
+        self.reset(ErrorCodes.INTERNAL_ERROR)
+
+    def send_failure(self, exchange: Exchange) -> None:
+        self.head = None
+        self.answer(500, None, head=exchange.is_head)
+
+    # ------------------------------------------------------------ sending
+
+    def answer(self, status: int, message: str | None, *, head: bool = False) -> None:
+        """A whole response uvhost writes itself (400, 413, 500...), as the listener's
+        canned HTTP/1.1 answers read, with their Server, Date and default headers."""
+        canned = self.context.canned(status, message)
+        split = canned.index(b"\r\n\r\n")
+        headers = response_headers(status, canned[: split + 2])
+        self._send_head(headers, b"" if head else canned[split + 4 :])
+
+    def _send_head(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.head = headers
+        self._send(body, end=True)
+        self.connection.flush_soon()
+
+    def _send(self, data: bytes, *, end: bool) -> None:
+        if self.ended:
+            return
+        connection = self.connection.h2
+        head = self.head
+        if head is not None:
+            self.head = None
+            if end and not data and self.backlog is None:
+                connection.send_headers(self.id, head, end_stream=True)
+                self.ended = True
+                self.connection.stream_done(self)
+                return
+            connection.send_headers(self.id, head)
+        if data:
+            if self.backlog is None:
+                self.backlog = memoryview(data)
+            else:
+                self.backlog = memoryview(bytes(self.backlog) + data)
+        self.backlog_end = end
+        self.pump()
+
+    def pump(self) -> None:
+        """Send what the send windows allow; the rest waits for WINDOW_UPDATE."""
+        connection = self.connection.h2
+        backlog, end = self.backlog, self.backlog_end
+        while backlog is not None:
+            window = min(
+                connection.local_flow_control_window(self.id), connection.max_outbound_frame_size
+            )
+            if window <= 0:
+                self.backlog = backlog
+                return
+            piece = backlog[:window]
+            backlog = backlog[window:] if len(backlog) > window else None
+            last = end and backlog is None
+            connection.send_data(self.id, piece, end_stream=last)
+            self.ended = last
+        self.backlog = None
+        if end and not self.ended:
+            self.ended = True
+            connection.end_stream(self.id)
+        self.release()
+        if end:
+            self.connection.stream_done(self)
+
+    def reset(self, code: int) -> None:
+        if not self.ended:
+            self.ended = True
+            self.backlog = None
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self.connection.h2.reset_stream(self.id, code)
+            self.connection.flush_soon()
+        self.release()
+        self.connection.stream_done(self)
+
+    def release(self) -> None:
+        """Wake an app waiting to send: its stream or connection is gone."""
+        drained = self.drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # ------------------------------------------------------------ receiving
+
+    def consumed(self, size: int) -> None:
+        """The app took `size` body bytes: the client may send that many more."""
+        self.unacked -= size
+        self.connection.acknowledge(self.id, size)
+
+
+class Http2Protocol(asyncio.Protocol):
+    """One HTTP/2 connection, taken over from the `HttpProtocol` that accepted it."""
+
+    def __init__(
+        self,
+        context: ListenerContext,
+        loop: asyncio.AbstractEventLoop,
+        client: tuple[str, int] | None,
+        server: tuple[str, int | None] | None,
+    ) -> None:
+        self.context = context
+        self.loop = loop
+        self.client = client
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.h2 = h2.connection.H2Connection(_CONFIG)
+        self.streams: dict[int, Stream] = {}
+        self.running = 0  # app tasks of this connection not finished yet
+        self.flow = WriteFlow(loop)
+        self.flush_scheduled = False
+        self.going_away = False  # GOAWAY sent: no new streams, close once the last ends
+        self.last_stream = 0  # the highest stream id taken for an app
+        self.idle_since: float | None = loop.time()
+        self.started_at = loop.time()
+        self.served = 0
+        self.window = context.settings.http2.initial_window_size
+
+    # ----------------------------------------------------------- connection
+
+    def take_over(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Start speaking HTTP/2 on `transport`; `data` is what was read after the preface
+        started (the preface itself included)."""
+        self.transport = transport
+        transport.set_protocol(self)
+        self.context.connections.add(self)
+        connection = self.h2
+        connection.local_settings = connection_settings(self.context)
+        connection.max_inbound_frame_size = connection.local_settings.max_frame_size
+        connection.decoder.max_header_list_size = self.context.settings.max_header_bytes
+        connection.initiate_connection()
+        extra = self.window * CONNECTION_WINDOW_FACTOR - 65535
+        if extra > 0:
+            connection.increment_flow_control_window(extra)
+        if self.context.draining:
+            self.shutdown()
+        if data:
+            self.data_received(data)
+        else:
+            self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.context.forget(self)
+        self.transport = None
+        for stream in list(self.streams.values()):
+            if stream.exchange is not None:
+                stream.exchange.disconnect()
+            stream.release()
+        self.streams.clear()
+        self.flow.resume()
+
+    def pause_writing(self) -> None:
+        self.flow.pause()
+
+    def resume_writing(self) -> None:
+        self.flow.resume()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self.flush()  # h2 queued a GOAWAY with the error's code
+            self._close()
+            return
+        for event in events:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        self.flush()
+
+    # ------------------------------------------------------------- events
+
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.going_away or self.running >= self.context.settings.http2.max_concurrent_streams:
+            self._refuse(stream_id)
+            return
+        self.last_stream = max(self.last_stream, stream_id)
+        self.idle_since = None
+        stream = Stream(self, stream_id)
+        self.streams[stream_id] = stream
+        try:
+            scope, endpoint, content_length = self._scope(event.headers)
+        except BadStreamError as error:
+            self._answer_alone(stream, error.status, str(error))
+            return
+        context = self.context
+        max_body = endpoint.max_body_bytes if endpoint is not None else UNLIMITED
+        if content_length > max_body:
+            is_head = scope["method"] == "HEAD"
+            self._answer_alone(stream, 413, "request body too large", head=is_head)
+            return
+        exchange = StreamExchange(
+            stream,
+            scope,
+            endpoint,
+            keep_alive=True,
+            expect_continue=_expects_continue(scope["headers"]),
+            max_body=max_body,
+            started_at=clock(),
+            stats=endpoint.stats if endpoint is not None else context.unrouted,
+        )
+        stream.exchange = exchange
+        stream.body_since = context.next_tick  # until StreamEnded, in this batch or later
+        budget = context.budget
+        budget.count += 1
+        if budget.count == budget.limit:
+            budget.spent()
+        exchange.stats.counts[REQUESTS] += 1
+        self.running += 1
+        self.served += 1
+        context.turn_writer.starting += 1
+        app = endpoint.app if endpoint is not None else not_found
+        task = self.loop.create_task(run_app(app, exchange))
+        task.add_done_callback(self._app_done)
+
+    def _scope(self, headers: list[tuple[bytes, bytes]]) -> tuple[Scope, Endpoint | None, int]:
+        """The scope of a request h2 found well-formed; BadStreamError for what it lets by."""
+        method, path, fields, content_length = _split_fields(headers)
+        if _VISIBLE.fullmatch(path) is None:
+            raise BadStreamError("the :path is not a visible-ASCII request target")
+        if path[:1] == b"/":
+            raw_path, _, query = path.partition(b"?")
+        elif path == b"*" and method == b"OPTIONS":
+            raw_path, query = path, b""
+        else:
+            raise BadStreamError("the :path is no origin-form (or * for OPTIONS)")
+        try:
+            scope, endpoint = http_scope(
+                self.context,
+                version="2",
+                method=method.decode("ascii"),
+                raw_path=raw_path,
+                query=query,
+                headers=fields,
+                client=self.client,
+                server=self.server,
+            )
+        except (UnicodeDecodeError, ValueError) as error:
+            raise BadStreamError("the :path does not decode") from error
+        return scope, endpoint, content_length
+
+    def _data(self, event: h2.events.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        size = event.flow_controlled_length
+        data = event.data
+        if stream is None or stream.exchange is None:
+            self.acknowledge(event.stream_id, size)  # no app will read it
+            return
+        if size > len(data):
+            self.acknowledge(event.stream_id, size - len(data))  # padding
+        exchange = stream.exchange
+        stream.body_since = self.context.next_tick
+        before = exchange.buffered
+        if not exchange.feed_body(data):
+            self.acknowledge(event.stream_id, len(data))
+            if exchange.phase is Phase.START:
+                exchange.disconnect()
+                exchange.phase = Phase.DONE
+                stream.answer(413, "request body too large", head=exchange.is_head)
+                exchange.record(413)
+            else:
+                exchange.disconnect()
+                stream.reset(ErrorCodes.CANCEL)
+            return
+        if exchange.buffered - before == len(data):
+            stream.unacked += len(data)
+        else:  # the response is complete or the client left: nobody reads it
+            self.acknowledge(event.stream_id, len(data))
+
+    def _ended(self, event: h2.events.StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.body_since = None
+            if stream.exchange is not None:
+                stream.exchange.finish_body()
+            if stream.ended:
+                self._forget(stream)
+
+    def _reset(self, event: h2.events.StreamReset) -> None:
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is not None:
+            stream.ended = True
+            stream.backlog = None
+            if stream.exchange is not None:
+                stream.exchange.disconnect()
+            stream.release()
+            if stream.unacked:
+                self.acknowledge(stream.id, stream.unacked)
+                stream.unacked = 0
+
+    def _window(self, event: h2.events.WindowUpdated) -> None:
+        if event.stream_id:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.backlog is not None:
+                stream.pump()
+        else:
+            self._pump_all()
+
+    def _settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._pump_all()
+
+    def _terminated(self, event: h2.events.ConnectionTerminated) -> None:
+        self.flush()
+        self._close()
+
+    def _pump_all(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.backlog is not None:
+                stream.pump()
+
+    # ------------------------------------------------------------- streams
+
+    def _refuse(self, stream_id: int) -> None:
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+
+    def _answer_alone(
+        self, stream: Stream, status: int, message: str, *, head: bool = False
+    ) -> None:
+        """A request answered by the host without an app: counted as unrouted."""
+        stream.answer(status, message, head=head)
+        unrouted = self.context.unrouted
+        unrouted.counts[REQUESTS] += 1
+        unrouted.finish(status, 0, 0, clock())
+
+    def _app_done(self, task: asyncio.Task[None]) -> None:
+        self.running -= 1
+        if self.going_away and not self.streams and not self.running:
+            self._close()
+
+    def stream_done(self, stream: Stream) -> None:
+        """The response is complete (or the stream reset): forget it once its request is
+        over too; a body still coming is told to stop (RFC 9113 8.1: RST_STREAM NO_ERROR)."""
+        exchange = stream.exchange
+        if exchange is not None and not exchange.body_complete and not exchange.disconnected:
+            exchange.disconnect()
+            if self.h2.streams.get(stream.id) is not None:
+                with contextlib.suppress(h2.exceptions.StreamClosedError):
+                    self.h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+        if stream.unacked:
+            self.acknowledge(stream.id, stream.unacked)
+            stream.unacked = 0
+        self._forget(stream)
+
+    def _forget(self, stream: Stream) -> None:
+        if self.streams.pop(stream.id, None) is not None and not self.streams:
+            self.idle_since = self.context.next_tick
+            if self.going_away and not self.running:
+                self._close()
+
+    def finished(self, stream: Stream, exchange: Exchange) -> None:
+        """A response's last bytes are queued: count it, log it, write with the batch."""
+        exchange.record(exchange.status)
+        context = self.context
+        if context.access_log is not None:
+            context.access_log(exchange, context.name)
+        self.hold()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        try:
+            self.h2.acknowledge_received_data(size, stream_id)
+        except h2.exceptions.ProtocolError:
+            return
+        self.flush_soon()
+
+    # ------------------------------------------------------------- writing
+
+    def hold(self) -> None:
+        """Write at the end of this loop turn, or now when no other request of this turn
+        is about to run (the same batching as HTTP/1.1, flow.py)."""
+        turn = self.context.turn_writer
+        if turn.starting:
+            self.flush_soon()
+        else:
+            self.flush()
+            if turn.waiting:
+                turn.flush_all()
+
+    def flush_soon(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.context.turn_writer.flush_later(self)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        data = self.h2.data_to_send()
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _close(self) -> None:
+        """Close after the GOAWAY, in stages (linger.py): a client still sending frames
+        would otherwise be answered with a reset that can destroy the GOAWAY."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self.flush()
+            if linger(transport, self.loop, self.context):
+                self.connection_lost(None)
+                return
+            transport.close()
+
+    # ------------------------------------------------- draining and timers
+
+    def shutdown(self, code: int = 1001) -> None:
+        """Draining: GOAWAY with the last stream taken; those streams finish, then close.
+
+        The GOAWAY is written beside h2 (which would close its state machine
+        and refuse the responses still to come).
+        """
+        if self.going_away:
+            return
+        self.going_away = True
+        self.flush()
+        frame = GoAwayFrame(0, last_stream_id=self.last_stream, error_code=0)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame.serialize())
+        if not self.streams and not self.running:
+            self._close()
+
+    def abort(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.exchange is not None:
+                stream.exchange.record(0)
+        if self.transport is not None:
+            self.flush()
+            self.transport.abort()
+
+    def check_timeouts(self, now: float) -> None:
+        """The tick: a client that stopped reading, an idle connection, a stalled body."""
+        context = self.context
+        settings = context.settings
+        if context.send_stuck(self.flow, self.transport, now):
+            self.abort()
+            return
+        if self.idle_since is not None:
+            limit = settings.keep_alive_timeout if self.served else settings.header_timeout
+            if now - self.idle_since >= limit:
+                self.idle_since = None
+                self._goodbye()
+            return
+        for stream in list(self.streams.values()):
+            since = stream.body_since
+            exchange = stream.exchange
+            if (
+                since is not None
+                and exchange is not None
+                and not exchange.body_complete
+                and not exchange.expect_continue
+                and exchange.buffered == 0
+                and now - since >= settings.body_timeout
+            ):
+                stream.body_since = None
+                exchange.disconnect()
+                if exchange.phase is Phase.START:
+                    exchange.phase = Phase.DONE
+                    stream.answer(408, "request body not received in time")
+                    exchange.record(408)
+                else:
+                    stream.reset(ErrorCodes.CANCEL)
+
+    def _goodbye(self) -> None:
+        """An idle connection ends with a GOAWAY saying nothing was lost."""
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.close_connection()
+        self._close()
+
+
+class BadStreamError(ValueError):
+    """A request h2 let through that the server refuses: answered with `status` on its
+    stream, the connection's other streams unaffected."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _split_fields(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], int]:
+    """(method, path, the fields an app sees, content-length or -1) of a request's
+    header list. The authority becomes the `host` field (RFC 9113 8.3.1), checked like
+    an HTTP/1.1 Host; CONNECT, plain or extended, is not served here (501)."""
+    method = path = authority = b""
+    fields: list[tuple[bytes, bytes]] = []
+    host_at = content_length = -1
+    for name, value in headers:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name == b":authority":
+                authority = value
+            elif name == b":protocol":
+                raise BadStreamError("extended CONNECT is not served here", 501)
+            continue
+        if name == b"host":
+            host_at = len(fields)
+        elif name == b"content-length":
+            content_length = int(value)
+        fields.append((name, value))
+    if method == b"CONNECT":
+        raise BadStreamError("CONNECT is not implemented by this server", 501)
+    _set_host(fields, host_at, authority)
+    return method, path, fields, content_length
+
+
+def _set_host(fields: list[tuple[bytes, bytes]], host_at: int, authority: bytes) -> None:
+    """The `host` field apps read: the :authority when there is one, else a Host field."""
+    if authority:
+        if host_at >= 0:
+            fields[host_at] = (b"host", authority)
+        else:
+            fields.append((b"host", authority))
+    elif host_at >= 0:
+        authority = fields[host_at][1]
+    else:
+        raise BadStreamError("a request needs an :authority or a Host")
+    if authority not in wire.VALID_HOSTS and not wire.valid_host(authority):
+        raise BadStreamError("the request's authority is not a valid host[:port]")
+
+
+def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in headers)
+
+
+_HANDLERS: dict[type, Any] = {
+    h2.events.RequestReceived: Http2Protocol._request,
+    h2.events.DataReceived: Http2Protocol._data,
+    h2.events.StreamEnded: Http2Protocol._ended,
+    h2.events.StreamReset: Http2Protocol._reset,
+    h2.events.WindowUpdated: Http2Protocol._window,
+    h2.events.RemoteSettingsChanged: Http2Protocol._settings,
+    h2.events.ConnectionTerminated: Http2Protocol._terminated,
+}
