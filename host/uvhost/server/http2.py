@@ -53,6 +53,13 @@ if TYPE_CHECKING:
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PRI_HEAD = PREFACE[:18]  # what llhttp reads as a request before it stops ("PRI * HTTP/2.0")
 UNLIMITED = 1 << 62
+RESET_LIMIT = 200
+"""Streams a client may reset before their response is complete, per connection and
+second: more is the rapid-reset attack (CVE-2023-44487), answered GOAWAY ENHANCE_YOUR_CALM."""
+FLOOD_LIMIT = 1000
+"""Frames that cost us work and carry no request (PING, SETTINGS, PRIORITY, empty DATA,
+unknown types), per connection and second; more is a flood (CVE-2019-9512, 9515, 9516,
+9518), answered GOAWAY ENHANCE_YOUR_CALM. Browsers send a handful."""
 CONNECTION_WINDOW_FACTOR = 4  # the connection's receive window, in stream windows
 
 # Response header names HTTP/2 forbids (RFC 9113 8.2.2); the exchange's checks let
@@ -137,6 +144,7 @@ class Stream:
     __slots__ = (
         "backlog",
         "backlog_end",
+        "blocked_since",
         "body_since",
         "connection",
         "context",
@@ -162,6 +170,7 @@ class Stream:
         self.drained: asyncio.Future[None] | None = None
         self.unacked = 0  # body bytes received and not yet handed back as window
         self.body_since: float | None = None
+        self.blocked_since: float | None = None  # waiting for send window since
 
     # ------------------------------------------------------------ Carrier
 
@@ -250,7 +259,10 @@ class Stream:
             )
             if window <= 0:
                 self.backlog = backlog
+                if self.blocked_since is None:
+                    self.blocked_since = self.context.next_tick
                 return
+            self.blocked_since = None
             piece = backlog[:window]
             backlog = backlog[window:] if len(backlog) > window else None
             last = end and backlog is None
@@ -314,6 +326,10 @@ class Http2Protocol(asyncio.Protocol):
         self.started_at = loop.time()
         self.served = 0
         self.window = context.settings.http2.initial_window_size
+        self.window_since = 0.0  # the one-second window `resets` and `frames` count in
+        self.resets = 0
+        self.frames = 0
+        self.calm = False  # ended for abuse: the rest of the read is not looked at
 
     # ----------------------------------------------------------- connection
 
@@ -349,10 +365,16 @@ class Http2Protocol(asyncio.Protocol):
         self.flow.resume()
 
     def pause_writing(self) -> None:
+        """The client is not taking our bytes: stop reading its frames too, since PINGs and
+        SETTINGS it sends meanwhile would each queue an answer it does not read."""
         self.flow.pause()
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.flow.resume()
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         return None
@@ -368,7 +390,30 @@ class Http2Protocol(asyncio.Protocol):
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event)
+            elif type(event) in _NO_REQUEST and getattr(event, "stream_id", 0) not in self.streams:
+                self._count(0, 1)  # (a priority given with a request's HEADERS is no flood)
+            if self.calm:
+                break
         self.flush()
+
+    def _count(self, resets: int, frames: int) -> None:
+        """Count early resets and request-less frames in one-second windows; over either
+        limit, the connection ends (GOAWAY ENHANCE_YOUR_CALM)."""
+        now = self.context.next_tick
+        if now - self.window_since >= 1.0:
+            self.window_since, self.resets, self.frames = now, 0, 0
+        self.resets += resets
+        self.frames += frames
+        if self.resets > RESET_LIMIT or self.frames > FLOOD_LIMIT:
+            self.calm = True
+            self.context.logger.warning(
+                "HTTP/2 connection from %s ended: %s (GOAWAY ENHANCE_YOUR_CALM)",
+                _peer(self.client),
+                "too many streams reset" if self.resets > RESET_LIMIT else "a flood of frames",
+            )
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+            self._close()
 
     # ------------------------------------------------------------- events
 
@@ -446,6 +491,8 @@ class Http2Protocol(asyncio.Protocol):
         stream = self.streams.get(event.stream_id)
         size = event.flow_controlled_length
         data = event.data
+        if not data and event.stream_ended is None:
+            self._count(0, 1)  # an empty DATA frame that does not even end the stream
         if stream is None or stream.exchange is None:
             self.acknowledge(event.stream_id, size)  # no app will read it
             return
@@ -482,6 +529,8 @@ class Http2Protocol(asyncio.Protocol):
     def _reset(self, event: h2.events.StreamReset) -> None:
         stream = self.streams.pop(event.stream_id, None)
         if stream is not None:
+            if not stream.ended:
+                self._count(1, 0)
             stream.ended = True
             stream.backlog = None
             if stream.exchange is not None:
@@ -500,6 +549,7 @@ class Http2Protocol(asyncio.Protocol):
             self._pump_all()
 
     def _settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self._count(0, 1)
         if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
             self._pump_all()
 
@@ -643,6 +693,20 @@ class Http2Protocol(asyncio.Protocol):
                 self._goodbye()
             return
         for stream in list(self.streams.values()):
+            blocked = stream.blocked_since
+            if blocked is not None and now - blocked >= settings.send_timeout:
+                # CVE-2019-9517: a window that never opens holds the app's send forever
+                context.logger.info(
+                    "reset a stream from %s on %s: its window stayed closed for %.0f s"
+                    " (send_timeout)",
+                    _peer(self.client),
+                    context.name,
+                    now - blocked,
+                )
+                if stream.exchange is not None:
+                    stream.exchange.disconnect()
+                stream.reset(ErrorCodes.CANCEL)
+                continue
             since = stream.body_since
             exchange = stream.exchange
             if (
@@ -727,6 +791,20 @@ def _set_host(fields: list[tuple[bytes, bytes]], host_at: int, authority: bytes)
 def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"expect" and value.lower() == b"100-continue" for name, value in headers)
 
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "a unix socket"
+
+
+_NO_REQUEST = frozenset(
+    (
+        h2.events.PingReceived,
+        h2.events.RemoteSettingsChanged,
+        h2.events.PriorityUpdated,
+        h2.events.UnknownFrameReceived,
+    )
+)
+"""Events for frames that carry no request; RemoteSettingsChanged is also handled."""
 
 _HANDLERS: dict[type, Any] = {
     h2.events.RequestReceived: Http2Protocol._request,
