@@ -251,7 +251,10 @@ class RawH2:
         self.sock = sock
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(
-                client_side=True, header_encoding=None, validate_outbound_headers=False
+                client_side=True,
+                header_encoding=None,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
             )
         )
         self.conn.initiate_connection()
@@ -335,17 +338,61 @@ def raw_h2(host: Any) -> Iterator[RawH2]:
         yield RawH2(sock)
 
 
-def test_a_request_without_authority_or_host_ends_the_connection(h2c_host):
-    """h2 judges this malformed as a connection error (GOAWAY PROTOCOL_ERROR; RFC 9113
-    8.1.1 would allow a stream error): the request never reaches an app."""
+def raw_request(client: RawH2, headers: list[tuple[bytes, bytes]]) -> int:
+    """Send a header list exactly as given (h2's own client checks are off)."""
+    stream_id = client.conn.get_next_available_stream_id()
+    client.conn.send_headers(stream_id, headers, end_stream=True)
+    client.flush()
+    return stream_id
+
+
+GOOD = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"x")]
+
+MALFORMED = {
+    "no authority nor host": GOOD[:3],
+    "upper-case name": [*GOOD, (b"X-Upper", b"1")],
+    "connection field": [*GOOD, (b"connection", b"keep-alive")],
+    "transfer-encoding": [*GOOD, (b"transfer-encoding", b"chunked")],
+    "upgrade": [*GOOD, (b"upgrade", b"websocket")],
+    "te other than trailers": [*GOOD, (b"te", b"gzip")],
+    "pseudo after a regular field": [*GOOD[:3], (b"x-a", b"1"), GOOD[3]],
+    "unknown pseudo": [*GOOD, (b":status", b"200")],
+    "repeated pseudo": [*GOOD, (b":path", b"/again")],
+    "no scheme": [GOOD[0], GOOD[2], GOOD[3]],
+    "empty path": [*GOOD[:2], (b":path", b""), GOOD[3]],
+    ":protocol without CONNECT": [*GOOD, (b":protocol", b"websocket")],
+    "host differing from :authority": [*GOOD, (b"host", b"other")],
+    "two hosts": [*GOOD[:3], (b"host", b"x"), (b"host", b"x")],
+    "leading space in a value": [*GOOD, (b"x-a", b" 1")],
+    "trailing tab in a value": [*GOOD, (b"x-a", b"1\t")],
+    "control character in a value": [*GOOD, (b"x-a", b"a\x01b")],
+    "two content-lengths": [*GOOD, (b"content-length", b"0"), (b"content-length", b"0")],
+    "invalid authority": [*GOOD[:3], (b":authority", b"a b")],
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_request_is_a_400_on_its_stream_alone(h2c_host, case):
+    """RFC 9113 8.1.1: a malformed request is an error of its stream; the connection
+    and its other streams go on, and no app sees the request."""
     with raw_h2(h2c_host) as client:
-        client.request("/never", authority="")
-        client.pump(
-            lambda: any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events)
+        status, _, _ = client.response(raw_request(client, MALFORMED[case]))
+        assert status == 400, case
+        status, _, body = client.response(
+            raw_request(client, [*GOOD[:2], (b":path", b"/ok"), GOOD[3]])
         )
-        ended = [e for e in client.events if isinstance(e, h2.events.ConnectionTerminated)]
-        assert ended[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
-        client.pump(lambda: client.closed)
+        assert status == 200
+        assert json.loads(body)["path"] == "/ok"
+
+
+def test_cookie_fields_are_joined_for_the_app(h2c_host):
+    with raw_h2(h2c_host) as client:
+        headers = [*GOOD, (b"cookie", b"a=1"), (b"x-b", b"2"), (b"cookie", b"c=3")]
+        status, _, body = client.response(raw_request(client, headers))
+    assert status == 200
+    seen = json.loads(body)["headers"]
+    assert [value for name, value in seen if name == "cookie"] == ["a=1; c=3"]
+    assert [name for name, _ in seen] == ["cookie", "x-b", "host"]
 
 
 def test_a_host_field_stands_in_for_a_missing_authority(h2c_host):

@@ -5,10 +5,10 @@ Invariants:
   messages, the response header checks, the limits and the counters are
   decided there. A `Stream` is the exchange's `Carrier`; what differs here
   is only how bytes leave (HEADERS and DATA frames) and flow control.
-- The h2 state machine is the only judge of frames and HPACK; its inbound
-  header validation stays on (pseudo-headers, connection-specific fields).
-  Outbound validation is off: the exchange already checked every header
-  the app sent, and h2 would check them a second time per response.
+- The h2 state machine is the only judge of frames, HPACK and content-length.
+  Its header validation is off both ways, because each rule is checked once
+  and cheaper elsewhere: a request's fields by `http2_fields.request_head`
+  (malformed: 400 on that stream, RFC 9113 8.1.1), an app's by the exchange.
 - Flow control both ways. Request body bytes are acknowledged
   (WINDOW_UPDATE) only as the app takes them with `receive`, so a slow app
   slows its client, and a connection buffers at most its receive window.
@@ -38,11 +38,11 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from uvhost.observe.stats import REQUESTS, clock
-from uvhost.server import wire
 from uvhost.server.asgi_types import Message, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow
+from uvhost.server.http2_fields import BadStreamError, request_head
 from uvhost.server.linger import linger
 from uvhost.server.router import not_found
 from uvhost.server.scope import http_scope
@@ -91,8 +91,9 @@ _CONFIG = h2.config.H2Configuration(
     header_encoding=None,
     validate_outbound_headers=False,
     normalize_outbound_headers=False,
-    validate_inbound_headers=True,
-    normalize_inbound_headers=True,
+    # request_head (http2_fields.py) checks every inbound rule in one pass
+    validate_inbound_headers=False,
+    normalize_inbound_headers=False,
 )
 
 
@@ -462,8 +463,12 @@ class Http2Protocol(asyncio.Protocol):
         task.add_done_callback(self._app_done)
 
     def _scope(self, headers: list[tuple[bytes, bytes]]) -> tuple[Scope, Endpoint | None, int]:
-        """The scope of a request h2 found well-formed; BadStreamError for what it lets by."""
-        method, path, fields, content_length = _split_fields(headers)
+        """The scope of a request; BadStreamError for a malformed or refused one."""
+        method, path, protocol, fields, content_length = request_head(headers)
+        if method == b"CONNECT":
+            if protocol:
+                raise BadStreamError("extended CONNECT is not served here", 501)
+            raise BadStreamError("CONNECT is not implemented by this server", 501)
         if _VISIBLE.fullmatch(path) is None:
             raise BadStreamError("the :path is not a visible-ASCII request target")
         if path[:1] == b"/":
@@ -731,61 +736,6 @@ class Http2Protocol(asyncio.Protocol):
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.close_connection()
         self._close()
-
-
-class BadStreamError(ValueError):
-    """A request h2 let through that the server refuses: answered with `status` on its
-    stream, the connection's other streams unaffected."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _split_fields(
-    headers: list[tuple[bytes, bytes]],
-) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], int]:
-    """(method, path, the fields an app sees, content-length or -1) of a request's
-    header list. The authority becomes the `host` field (RFC 9113 8.3.1), checked like
-    an HTTP/1.1 Host; CONNECT, plain or extended, is not served here (501)."""
-    method = path = authority = b""
-    fields: list[tuple[bytes, bytes]] = []
-    host_at = content_length = -1
-    for name, value in headers:
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-            elif name == b":protocol":
-                raise BadStreamError("extended CONNECT is not served here", 501)
-            continue
-        if name == b"host":
-            host_at = len(fields)
-        elif name == b"content-length":
-            content_length = int(value)
-        fields.append((name, value))
-    if method == b"CONNECT":
-        raise BadStreamError("CONNECT is not implemented by this server", 501)
-    _set_host(fields, host_at, authority)
-    return method, path, fields, content_length
-
-
-def _set_host(fields: list[tuple[bytes, bytes]], host_at: int, authority: bytes) -> None:
-    """The `host` field apps read: the :authority when there is one, else a Host field."""
-    if authority:
-        if host_at >= 0:
-            fields[host_at] = (b"host", authority)
-        else:
-            fields.append((b"host", authority))
-    elif host_at >= 0:
-        authority = fields[host_at][1]
-    else:
-        raise BadStreamError("a request needs an :authority or a Host")
-    if authority not in wire.VALID_HOSTS and not wire.valid_host(authority):
-        raise BadStreamError("the request's authority is not a valid host[:port]")
 
 
 def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
