@@ -492,3 +492,34 @@ def test_an_http11_only_listener_does_not_take_the_preface(serve):
         raw.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         response = raw.read_response()
     assert response.status in (400, 505)
+
+
+TRAILERS_APP = '''
+async def app(scope, receive, send):
+    assert "http.response.trailers" in scope["extensions"]
+    await send({"type": "http.response.start", "status": 200, "trailers": True,
+                "headers": [(b"content-type", b"application/grpc")]})
+    await send({"type": "http.response.body", "body": b"x" * 100000, "more_body": True})
+    await send({"type": "http.response.body", "body": b"end"})
+    await send({"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")],
+                "more_trailers": True})
+    await send({"type": "http.response.trailers", "headers": [(b"Grpc-Message", b"ok"),
+                (b"content-length", b"5")]})
+'''
+
+
+def test_response_trailers_follow_the_body(serve):
+    host = serve(
+        '[listeners.web]\nbind = "127.0.0.1:0"\napp = "t"\n'
+        '[apps.t]\ntarget = "apps:app"\nlifespan = "off"\n',
+        TRAILERS_APP,
+    )
+    with raw_h2(host) as client:
+        stream_id = client.request("/")
+        status, _, body = client.response(stream_id)
+        trailers = [e for e in client.events if isinstance(e, h2.events.TrailersReceived)]
+    assert status == 200
+    assert body == b"x" * 100000 + b"end"
+    assert [dict(e.headers) for e in trailers] == [
+        {b"grpc-status": b"0", b"grpc-message": b"ok"}  # framing fields never trail
+    ]

@@ -38,11 +38,12 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from uvhost.observe.stats import REQUESTS, clock
-from uvhost.server.asgi_types import Message, Scope
+from uvhost.server import wire
+from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow
-from uvhost.server.http2_fields import BadStreamError, request_head
+from uvhost.server.http2_fields import BadStreamError, RequestHead, request_head
 from uvhost.server.linger import linger
 from uvhost.server.router import not_found
 from uvhost.server.scope import http_scope
@@ -131,6 +132,17 @@ class StreamExchange(Exchange):
     def head_pending(self) -> bool:
         return self.protocol.head is not None
 
+    async def send(self, message: Message) -> None:
+        """The ASGI messages, plus `http.response.trailers` (the extension HTTP/2 scopes
+        announce): a response started with `trailers: True` ends with them."""
+        kind = message["type"]
+        if kind == "http.response.trailers":
+            self.protocol.add_trailers(self, message)
+            return
+        if kind == "http.response.start" and message.get("trailers"):
+            self.protocol.trailers = []
+        await super().send(message)
+
     def _next_body_message(self) -> Message:
         message = super()._next_body_message()
         taken = len(message["body"])
@@ -155,6 +167,7 @@ class Stream:
         "head",
         "id",
         "loop",
+        "trailers",
         "unacked",
     )
 
@@ -172,6 +185,7 @@ class Stream:
         self.unacked = 0  # body bytes received and not yet handed back as window
         self.body_since: float | None = None
         self.blocked_since: float | None = None  # waiting for send window since
+        self.trailers: list[tuple[bytes, bytes]] | None = None  # announced; sent at the end
 
     # ------------------------------------------------------------ Carrier
 
@@ -203,8 +217,30 @@ class Stream:
         self.connection.flush()
 
     def finish_response(self, exchange: Exchange, data: bytes) -> None:
+        if self.trailers is not None:  # the response ends with its trailers
+            self._send(data, end=False)
+            self.connection.hold()
+            return
         self._send(data, end=True)
         self.connection.finished(self, exchange)
+
+    def add_trailers(self, exchange: Exchange, message: Message) -> None:
+        """Trailer fields, checked like any response header; the last message ends the
+        stream with them (one HEADERS frame with END_STREAM after the last DATA)."""
+        if self.trailers is None or exchange.phase is not Phase.DONE:
+            raise RuntimeError(
+                "ASGI: http.response.trailers needs 'trailers': True in http.response.start"
+                " and comes after the last body message"
+            )
+        if exchange.disconnected or self.ended:
+            raise ClientDisconnectedError("the client has disconnected")
+        for name, value in message.get("headers") or ():
+            _, lowered, kind, _ = wire.header_line(name, value)
+            if not kind and lowered not in CONNECTION_SPECIFIC:  # framing is never a trailer
+                self.trailers.append((lowered, value))
+        if not message.get("more_trailers", False):
+            self._send(b"", end=True)
+            self.connection.finished(self, exchange)
 
     def close(self) -> None:
         """Cut the response: the stream is reset, the connection's other streams go on."""
@@ -236,7 +272,7 @@ class Stream:
         head = self.head
         if head is not None:
             self.head = None
-            if end and not data and self.backlog is None:
+            if end and not data and self.backlog is None and not self.trailers:
                 connection.send_headers(self.id, head, end_stream=True)
                 self.ended = True
                 self.connection.stream_done(self)
@@ -266,13 +302,16 @@ class Stream:
             self.blocked_since = None
             piece = backlog[:window]
             backlog = backlog[window:] if len(backlog) > window else None
-            last = end and backlog is None
+            last = end and backlog is None and not self.trailers
             connection.send_data(self.id, piece, end_stream=last)
             self.ended = last
         self.backlog = None
         if end and not self.ended:
             self.ended = True
-            connection.end_stream(self.id)
+            if self.trailers:
+                connection.send_headers(self.id, self.trailers, end_stream=True)
+            else:
+                connection.end_stream(self.id)
         self.release()
         if end:
             self.connection.stream_done(self)
@@ -428,13 +467,13 @@ class Http2Protocol(asyncio.Protocol):
         stream = Stream(self, stream_id)
         self.streams[stream_id] = stream
         try:
-            scope, endpoint, content_length = self._scope(event.headers)
+            scope, endpoint, head = self._scope(event.headers)
         except BadStreamError as error:
             self._answer_alone(stream, error.status, str(error))
             return
         context = self.context
         max_body = endpoint.max_body_bytes if endpoint is not None else UNLIMITED
-        if content_length > max_body:
+        if head.content_length > max_body:
             is_head = scope["method"] == "HEAD"
             self._answer_alone(stream, 413, "request body too large", head=is_head)
             return
@@ -443,7 +482,7 @@ class Http2Protocol(asyncio.Protocol):
             scope,
             endpoint,
             keep_alive=True,
-            expect_continue=_expects_continue(scope["headers"]),
+            expect_continue=head.expect_continue,
             max_body=max_body,
             started_at=clock(),
             stats=endpoint.stats if endpoint is not None else context.unrouted,
@@ -462,9 +501,12 @@ class Http2Protocol(asyncio.Protocol):
         task = self.loop.create_task(run_app(app, exchange))
         task.add_done_callback(self._app_done)
 
-    def _scope(self, headers: list[tuple[bytes, bytes]]) -> tuple[Scope, Endpoint | None, int]:
+    def _scope(
+        self, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[Scope, Endpoint | None, RequestHead]:
         """The scope of a request; BadStreamError for a malformed or refused one."""
-        method, path, protocol, fields, content_length = request_head(headers)
+        head = request_head(headers)
+        method, path, protocol, fields = head.method, head.path, head.protocol, head.fields
         if method == b"CONNECT":
             if protocol:
                 raise BadStreamError("extended CONNECT is not served here", 501)
@@ -490,7 +532,8 @@ class Http2Protocol(asyncio.Protocol):
             )
         except (UnicodeDecodeError, ValueError) as error:
             raise BadStreamError("the :path does not decode") from error
-        return scope, endpoint, content_length
+        scope["extensions"] = {"http.response.trailers": {}}
+        return scope, endpoint, head
 
     def _data(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -736,10 +779,6 @@ class Http2Protocol(asyncio.Protocol):
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.close_connection()
         self._close()
-
-
-def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in headers)
 
 
 def _peer(client: tuple[str, int] | None) -> str:

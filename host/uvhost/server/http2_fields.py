@@ -45,15 +45,17 @@ class RequestHead(NamedTuple):
     protocol: bytes  # RFC 8441's :protocol of an extended CONNECT; b"" otherwise
     fields: list[tuple[bytes, bytes]]  # what the app sees as headers, with `host`
     content_length: int  # -1: none given
+    expect_continue: bool  # Expect: 100-continue
 
 
 METHOD, SCHEME, PATH, AUTHORITY, PROTOCOL = range(5)
 _PSEUDO = {b":method": METHOD, b":scheme": SCHEME, b":path": PATH, b":authority": AUTHORITY}
 _PSEUDO[b":protocol"] = PROTOCOL
 
-HOST, CONTENT_LENGTH, COOKIE, TE, FORBIDDEN = range(5)
+HOST, CONTENT_LENGTH, COOKIE, TE, FORBIDDEN, EXPECT = range(6)
 _kind = {
     b"host": HOST,
+    b"expect": EXPECT,
     b"content-length": CONTENT_LENGTH,
     b"cookie": COOKIE,
     b"te": TE,
@@ -77,6 +79,7 @@ def request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     pseudo: list[bytes | None] = [None, None, None, None, None]
     fields: list[tuple[bytes, bytes]] = []
     host_at = cookie_at = content_length = -1
+    expect_continue = False
     for pair in headers:
         name = pair[0]
         if name[:1] == b":":
@@ -94,9 +97,9 @@ def request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
                     raise BadStreamError("more than one Host field")
                 host_at = len(fields)
             elif kind == CONTENT_LENGTH:
-                if content_length >= 0 or not pair[1].isdigit():
-                    raise BadStreamError("content-length repeated or not a number")
-                content_length = int(pair[1])
+                content_length = _content_length(content_length, pair[1])
+            elif kind == EXPECT:
+                expect_continue = pair[1].lower() == b"100-continue"
             elif kind == COOKIE:
                 if cookie_at >= 0:  # RFC 9113 8.2.3: one field for an HTTP/1.1 app
                     fields[cookie_at] = (b"cookie", fields[cookie_at][1] + b"; " + pair[1])
@@ -107,7 +110,20 @@ def request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
         fields.append(pair)
     method = _check_pseudo(pseudo)
     _set_host(fields, host_at, pseudo[AUTHORITY])
-    return RequestHead(method, pseudo[PATH] or b"", pseudo[PROTOCOL] or b"", fields, content_length)
+    return RequestHead(
+        method,
+        pseudo[PATH] or b"",
+        pseudo[PROTOCOL] or b"",
+        fields,
+        content_length,
+        expect_continue,
+    )
+
+
+def _content_length(before: int, value: bytes) -> int:
+    if before >= 0 or not value.isdigit():
+        raise BadStreamError("content-length repeated or not a number")
+    return int(value)
 
 
 def _check_pseudo(pseudo: list[bytes | None]) -> bytes:
