@@ -523,3 +523,37 @@ def test_response_trailers_follow_the_body(serve):
     assert [dict(e.headers) for e in trailers] == [
         {b"grpc-status": b"0", b"grpc-message": b"ok"}  # framing fields never trail
     ]
+
+
+PING_APP = '''
+ended = []
+
+async def app(scope, receive, send):
+    message = await receive()
+    while message["type"] != "http.disconnect":
+        message = await receive()
+    ended.append(scope["path"])
+'''
+
+
+def test_ping_interval_finds_a_client_that_vanished(serve):
+    host = serve(
+        '[listeners.web]\nbind = "127.0.0.1:0"\napp = "p"\n'
+        '[listeners.web.http2]\nping_interval = "1s"\n'
+        '[apps.p]\ntarget = "apps:app"\nlifespan = "off"\n',
+        PING_APP,
+    )
+    with raw_h2(host) as answering, raw_h2(host) as silent:
+        answering.request("/answering")
+        silent.request("/silent")
+        deadline = time.monotonic() + 6
+        while "/silent" not in host.module.ended and time.monotonic() < deadline:
+            answering.pump(lambda: True, timeout=0.2)  # reads, answers PINGs
+            try:
+                answering.pump(lambda: False, timeout=0.3)
+            except AssertionError:
+                pass  # nothing more to read for now
+        pings = [e for e in answering.events if isinstance(e, h2.events.PingReceived)]
+        assert host.module.ended == ["/silent"]  # its app saw http.disconnect
+        assert pings, "the answering client was never pinged"
+        assert not answering.closed

@@ -370,6 +370,8 @@ class Http2Protocol(asyncio.Protocol):
         self.resets = 0
         self.frames = 0
         self.calm = False  # ended for abuse: the rest of the read is not looked at
+        self.heard = loop.time()  # (about) when the client last sent anything
+        self.pinged = False  # a keep-alive PING is out, unanswered
 
     # ----------------------------------------------------------- connection
 
@@ -420,6 +422,7 @@ class Http2Protocol(asyncio.Protocol):
         return None
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self.context.next_tick
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -740,6 +743,9 @@ class Http2Protocol(asyncio.Protocol):
                 self.idle_since = None
                 self._goodbye()
             return
+        interval = settings.http2.ping_interval
+        if interval is not None and self._silent(now, interval):
+            return
         for stream in list(self.streams.values()):
             blocked = stream.blocked_since
             if blocked is not None and now - blocked >= settings.send_timeout:
@@ -773,6 +779,28 @@ class Http2Protocol(asyncio.Protocol):
                     exchange.record(408)
                 else:
                     stream.reset(ErrorCodes.CANCEL)
+
+    def _silent(self, now: float, interval: float) -> bool:
+        """`ping_interval`: a client silent that long gets a PING; silent for twice that, it
+        is gone (a peer that vanished without a FIN), and the connection ends."""
+        silence = now - self.heard
+        if silence < interval:
+            self.pinged = False
+            return False
+        if not self.pinged:
+            self.pinged = True
+            self.h2.ping(b"uvhost\0\0")
+            self.flush()
+            return False
+        if silence >= 2 * interval:
+            self.context.logger.info(
+                "closed an HTTP/2 connection from %s: no answer to a PING in %.0f s",
+                _peer(self.client),
+                silence,
+            )
+            self.abort()
+            return True
+        return False
 
     def _goodbye(self) -> None:
         """An idle connection ends with a GOAWAY saying nothing was lost."""
