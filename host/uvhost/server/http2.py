@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack.hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -50,6 +52,18 @@ from uvhost.server.scope import http_scope
 
 if TYPE_CHECKING:
     from uvhost.server.router import Endpoint
+
+
+class _QuietLog:
+    """hpack logs every integer and header it codes with `logging.debug`: about twenty
+    calls per request that, with DEBUG off, still cost two Python calls each (4% of an
+    HTTP/2 request, profiled). `"".format` takes any arguments and does nothing, in C."""
+
+    debug = staticmethod("".format)
+
+
+if not hpack.hpack.log.isEnabledFor(logging.DEBUG):  # someone debugging hpack keeps its log
+    hpack.hpack.log = _QuietLog()  # type: ignore[assignment]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PRI_HEAD = PREFACE[:18]  # what llhttp reads as a request before it stops ("PRI * HTTP/2.0")
@@ -98,13 +112,20 @@ _CONFIG = h2.config.H2Configuration(
 )
 
 
-def response_headers(status: int, head: bytes) -> list[tuple[bytes, bytes]]:
+Fields = list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]
+
+
+def response_headers(status: int, head: bytes) -> Fields:
     """An HTTP/1.1 head the exchange built and checked, as an HTTP/2 header list.
 
     The checks (tokens, no CR/LF/NUL, one content-length, Server and Date once,
     listener defaults) live in `wire.build_head`; reading its result back is
-    cheaper than a second copy of them, and h2's HPACK costs far more.
+    cheaper than a second copy of them, and h2's HPACK costs far more. Heads
+    repeat (an app's few responses, one Date a second): each is read once.
     """
+    known = _HEADS.get(head)
+    if known is not None:
+        return known
     pairs = [(b":status", _STATUS[status])]
     for line in head.split(b"\r\n")[1:]:
         if not line:
@@ -113,7 +134,14 @@ def response_headers(status: int, head: bytes) -> list[tuple[bytes, bytes]]:
         name = name.lower()
         if name not in CONNECTION_SPECIFIC:
             pairs.append((name, value))
-    return pairs
+    if len(_HEADS) >= _HEADS_LIMIT:
+        _HEADS.clear()
+    _HEADS[head] = fields = tuple(pairs)
+    return fields
+
+
+_HEADS: dict[bytes, tuple[tuple[bytes, bytes], ...]] = {}
+_HEADS_LIMIT = 512
 
 
 class StreamExchange(Exchange):
@@ -177,7 +205,7 @@ class Stream:
         self.loop = connection.loop
         self.id = stream_id
         self.exchange: StreamExchange | None = None
-        self.head: list[tuple[bytes, bytes]] | None = None  # decided, not yet sent
+        self.head: Fields | None = None  # decided, not yet sent
         self.backlog: memoryview | None = None  # body bytes waiting for send window
         self.backlog_end = False
         self.ended = False  # END_STREAM (or RST_STREAM) sent: nothing more goes out
@@ -260,7 +288,7 @@ class Stream:
         headers = response_headers(status, canned[: split + 2])
         self._send_head(headers, b"" if head else canned[split + 4 :])
 
-    def _send_head(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def _send_head(self, headers: Fields, body: bytes) -> None:
         self.head = headers
         self._send(body, end=True)
         self.connection.flush_soon()
