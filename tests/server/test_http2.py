@@ -494,7 +494,7 @@ def test_an_http11_only_listener_does_not_take_the_preface(serve):
     assert response.status in (400, 505)
 
 
-TRAILERS_APP = '''
+TRAILERS_APP = """
 async def app(scope, receive, send):
     assert "http.response.trailers" in scope["extensions"]
     await send({"type": "http.response.start", "status": 200, "trailers": True,
@@ -505,7 +505,7 @@ async def app(scope, receive, send):
                 "more_trailers": True})
     await send({"type": "http.response.trailers", "headers": [(b"Grpc-Message", b"ok"),
                 (b"content-length", b"5")]})
-'''
+"""
 
 
 def test_response_trailers_follow_the_body(serve):
@@ -525,7 +525,7 @@ def test_response_trailers_follow_the_body(serve):
     ]
 
 
-PING_APP = '''
+PING_APP = """
 ended = []
 
 async def app(scope, receive, send):
@@ -533,7 +533,7 @@ async def app(scope, receive, send):
     while message["type"] != "http.disconnect":
         message = await receive()
     ended.append(scope["path"])
-'''
+"""
 
 
 def test_ping_interval_finds_a_client_that_vanished(serve):
@@ -557,3 +557,132 @@ def test_ping_interval_finds_a_client_that_vanished(serve):
         assert host.module.ended == ["/silent"]  # its app saw http.disconnect
         assert pings, "the answering client was never pinged"
         assert not answering.closed
+
+
+WS_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"plain"})
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] == "/deny":
+        await send({"type": "websocket.close"})
+        return
+    await send({"type": "websocket.accept", "subprotocol": "chat"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        await send({"type": "websocket.send", "text": "echo:" + text})
+        if text == "bye":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+"""
+
+
+def ws_client_frames():
+    """A websockets client protocol already OPEN: RFC 8441 has no HTTP/1.1 handshake."""
+    from websockets.protocol import Protocol, Side, State  # noqa: PLC0415
+
+    return Protocol(Side.CLIENT, state=State.OPEN)
+
+
+def test_websocket_over_http2(serve):
+    host = serve(
+        '[listeners.web]\nbind = "127.0.0.1:0"\napp = "w"\n'
+        '[apps.w]\ntarget = "apps:app"\nlifespan = "off"\n',
+        WS_APP,
+    )
+    with raw_h2(host) as client:
+        client.pump(lambda: client.conn.remote_settings.enable_connect_protocol == 1)
+        headers = [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", b"http"),
+            (b":path", b"/chat"),
+            (b":authority", b"x"),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-protocol", b"chat, other"),
+        ]
+        stream_id = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(stream_id, headers)
+        client.flush()
+
+        def answered():
+            return any(isinstance(e, h2.events.ResponseReceived) for e in client.events)
+
+        client.pump(answered)
+        response = next(e for e in client.events if isinstance(e, h2.events.ResponseReceived))
+        fields = dict(response.headers)
+        assert fields[b":status"] == b"200"
+        assert fields[b"sec-websocket-protocol"] == b"chat"
+        assert b"sec-websocket-accept" not in fields and b"upgrade" not in fields
+        ws = ws_client_frames()
+        received = []
+
+        def send_text(text):
+            ws.send_text(text.encode())
+            client.conn.send_data(stream_id, b"".join(ws.data_to_send()))
+            client.flush()
+
+        def messages():
+            for event in client.events:
+                if isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
+                    ws.receive_data(event.data)
+            client.events = [
+                e
+                for e in client.events
+                if not (isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
+            ]
+            reply = b"".join(ws.data_to_send())  # the client's side of the close handshake
+            if reply:
+                client.conn.send_data(stream_id, reply)
+                client.flush()
+            received.extend(
+                frame.data.decode() for frame in ws.events_received() if frame.opcode.name == "TEXT"
+            )
+            return received
+
+        send_text("hello")
+        client.pump(lambda: len(messages()) >= 1)
+        send_text("bye")
+        client.pump(lambda: len(messages()) >= 2)
+        assert received == ["echo:hello", "echo:bye"]
+        client.pump(
+            lambda: (
+                messages() is not None
+                and any(
+                    isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id
+                    for e in client.events
+                )
+            )
+        )
+        # the connection still serves plain requests
+        status, _, body = client.response(client.request("/plain"))
+        assert (status, body) == (200, b"plain")
+
+
+def test_a_websocket_denied_over_http2_gets_403(serve):
+    host = serve(
+        '[listeners.web]\nbind = "127.0.0.1:0"\napp = "w"\n'
+        '[apps.w]\ntarget = "apps:app"\nlifespan = "off"\n',
+        WS_APP,
+    )
+    with raw_h2(host) as client:
+        stream_id = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(
+            stream_id,
+            [
+                (b":method", b"CONNECT"),
+                (b":protocol", b"websocket"),
+                (b":scheme", b"http"),
+                (b":path", b"/deny"),
+                (b":authority", b"x"),
+                (b"sec-websocket-version", b"13"),
+            ],
+        )
+        client.flush()
+        status, _, _ = client.response(stream_id)
+    assert status == 403

@@ -49,6 +49,7 @@ from uvhost.server.http2_fields import BadStreamError, RequestHead, request_head
 from uvhost.server.linger import linger
 from uvhost.server.router import not_found
 from uvhost.server.scope import http_scope
+from uvhost.server.ws_h2 import StreamTransport, open_websocket
 
 if TYPE_CHECKING:
     from uvhost.server.router import Endpoint
@@ -97,6 +98,7 @@ def connection_settings(context: ListenerContext) -> h2.settings.Settings:
             codes.INITIAL_WINDOW_SIZE: tuning.initial_window_size,
             codes.MAX_FRAME_SIZE: tuning.max_frame_size,
             codes.MAX_HEADER_LIST_SIZE: context.settings.max_header_bytes,
+            codes.ENABLE_CONNECT_PROTOCOL: 1,  # RFC 8441: WebSockets over HTTP/2
         },
     )
 
@@ -196,6 +198,7 @@ class Stream:
         "id",
         "loop",
         "trailers",
+        "tunnel",
         "unacked",
     )
 
@@ -214,6 +217,7 @@ class Stream:
         self.body_since: float | None = None
         self.blocked_since: float | None = None  # waiting for send window since
         self.trailers: list[tuple[bytes, bytes]] | None = None  # announced; sent at the end
+        self.tunnel: StreamTransport | None = None  # a WebSocket over this stream (RFC 8441)
 
     # ------------------------------------------------------------ Carrier
 
@@ -355,10 +359,16 @@ class Stream:
         self.connection.stream_done(self)
 
     def release(self) -> None:
-        """Wake an app waiting to send: its stream or connection is gone."""
+        """Wake an app waiting to send: the backlog left, or the stream or connection is gone."""
         drained = self.drained
         if drained is not None and not drained.done():
             drained.set_result(None)
+        if self.tunnel is not None:
+            self.tunnel.drained()
+
+    def finish_tunnel(self) -> None:
+        """A WebSocket's end: END_STREAM after whatever its window still holds back."""
+        self._send(b"", end=True)
 
     # ------------------------------------------------------------ receiving
 
@@ -430,6 +440,8 @@ class Http2Protocol(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if stream.exchange is not None:
                 stream.exchange.disconnect()
+            if stream.tunnel is not None:
+                stream.tunnel.ended()
             stream.release()
         self.streams.clear()
         self.flow.resume()
@@ -503,6 +515,9 @@ class Http2Protocol(asyncio.Protocol):
             self._answer_alone(stream, error.status, str(error))
             return
         context = self.context
+        if head.protocol:
+            self._websocket(stream, scope, endpoint, head)
+            return
         max_body = endpoint.max_body_bytes if endpoint is not None else UNLIMITED
         if head.content_length > max_body:
             is_head = scope["method"] == "HEAD"
@@ -539,9 +554,10 @@ class Http2Protocol(asyncio.Protocol):
         head = request_head(headers)
         method, path, protocol, fields = head.method, head.path, head.protocol, head.fields
         if method == b"CONNECT":
-            if protocol:
-                raise BadStreamError("extended CONNECT is not served here", 501)
-            raise BadStreamError("CONNECT is not implemented by this server", 501)
+            if not protocol:
+                raise BadStreamError("CONNECT is not implemented by this server", 501)
+            if protocol != b"websocket":  # RFC 8441 4: the only protocol served
+                raise BadStreamError("only the websocket protocol is served by CONNECT", 501)
         if _VISIBLE.fullmatch(path) is None:
             raise BadStreamError("the :path is not a visible-ASCII request target")
         if path[:1] == b"/":
@@ -566,12 +582,34 @@ class Http2Protocol(asyncio.Protocol):
         scope["extensions"] = {"http.response.trailers": {}}
         return scope, endpoint, head
 
+    def _websocket(
+        self, stream: Stream, scope: Scope, endpoint: Endpoint | None, head: RequestHead
+    ) -> None:
+        """An extended CONNECT for a WebSocket (RFC 8441): the app's, if it takes them."""
+        if endpoint is None:
+            self._answer_alone(stream, 404, "Not Found")
+        elif endpoint.websocket is None or not endpoint.websocket.enabled:
+            self._answer_alone(stream, 501, "WebSockets are not served here")
+        else:
+            self.idle_since = None
+            open_websocket(
+                stream,
+                scope,
+                endpoint=endpoint,
+                settings=endpoint.websocket,
+                fields=head.fields,
+                path=head.path,
+            )
+
     def _data(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
         size = event.flow_controlled_length
         data = event.data
         if not data and event.stream_ended is None:
             self._count(0, 1)  # an empty DATA frame that does not even end the stream
+        if stream is not None and stream.tunnel is not None:
+            stream.tunnel.received(data, size)
+            return
         if stream is None or stream.exchange is None:
             self.acknowledge(event.stream_id, size)  # no app will read it
             return
@@ -598,6 +636,9 @@ class Http2Protocol(asyncio.Protocol):
 
     def _ended(self, event: h2.events.StreamEnded) -> None:
         stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.tunnel is not None:
+            stream.tunnel.close()  # the client's END_STREAM is its FIN (RFC 8441 4)
+            return
         if stream is not None:
             stream.body_since = None
             if stream.exchange is not None:
@@ -614,6 +655,8 @@ class Http2Protocol(asyncio.Protocol):
             stream.backlog = None
             if stream.exchange is not None:
                 stream.exchange.disconnect()
+            if stream.tunnel is not None:
+                stream.tunnel.ended()
             stream.release()
             if stream.unacked:
                 self.acknowledge(stream.id, stream.unacked)
