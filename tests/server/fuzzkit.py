@@ -411,6 +411,9 @@ def read_responses(
         for method in methods:  # the first framing that reads it whole, else cut short
             try:
                 read.append(_read_one(rest, closed, method, in_progress))
+            except AwaitingFinalError:
+                # a 100 Continue, then nothing yet: the request's body is still to come
+                return responses, b""
             except WireError:
                 if method == methods[-1] and not read:
                     raise
@@ -425,7 +428,12 @@ def read_responses(
     return responses, rest
 
 
-def _read_one(
+class AwaitingFinalError(Exception):
+    """Only interim (1xx) answers on an open connection: the final one waits for the
+    client (a 100 Continue whose request body never completed)."""
+
+
+def _read_one(  # noqa: PLR0912 - one branch per h11 event
     data: bytes, closed: bool, method: bytes, in_progress: bool = False
 ) -> tuple[Response, bytes]:
     client = h11.Connection(h11.CLIENT, max_incomplete_event_size=1 << 24)
@@ -448,6 +456,8 @@ def _read_one(
             elif isinstance(event, h11.EndOfMessage):
                 break
             elif event is h11.NEED_DATA:
+                if response is None and informational and not closed:
+                    raise AwaitingFinalError(informational)
                 if in_progress and not closed and response is not None:
                     response.body = b"".join(body)
                     response.complete = False

@@ -746,6 +746,11 @@ def test_known_streams(fuzz_host: fuzzkit.FuzzHost) -> None:
     assert b"HTTP/1.1 400 " in bad.wire
     folded = fuzz_host.exchange([b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n"])
     assert [f.covered_by for f in check(folded)] == ["STRICTER:obs-fold"]
+    waiting = b"GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    waiting += b"Expect: 100-continue\r\n\r\n3\r\nabc\r\n0\r\nTrailer-A: 1\r\n"
+    continued = fuzz_host.exchange([waiting])  # the trailers never end: 100, then a wait
+    assert b"100 Continue" in continued.wire, report(continued, check(continued))
+    assert not uncovered(check(continued)), report(continued, check(continued))
     extension = b"DELETE / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     extension += b"1;a=b c\r\nz\r\n0\r\n\r\n"
     odd = fuzz_host.exchange([extension])
