@@ -1,6 +1,5 @@
 """App faults: 500 while nothing was written, a closed connection after; each logged once."""
 
-
 import pytest
 
 APPS = r"""

@@ -218,7 +218,7 @@ def test_more_than_one_host_is_refused(host, version, second):
         pytest.param(b"[not:an:ip]", id="bad-ipv6"),
         pytest.param(b"::1", id="ipv6-without-brackets"),
         pytest.param(b"a%zz.example", id="bad-percent"),
-        pytest.param(b"a\"b", id="quote"),
+        pytest.param(b'a"b', id="quote"),
         pytest.param(b"caf\xc3\xa9.example", id="raw-utf8"),
     ],
 )
@@ -267,9 +267,7 @@ def test_every_request_on_a_connection_has_its_host_checked(host):
 
 def test_an_absolute_form_target_replaces_the_host_the_app_reads(host):
     """RFC 9112 3.2.2: the target's authority wins over the Host header."""
-    seen = served(
-        host, b"GET http://real.example:8443/x?y HTTP/1.1\r\nHost: other.example\r\n\r\n"
-    )
+    seen = served(host, b"GET http://real.example:8443/x?y HTTP/1.1\r\nHost: other.example\r\n\r\n")
     assert seen[b"host"] == [b"real.example:8443"]
     seen = served(host, b"GET http://[::1]/x HTTP/1.1\r\nHost: other.example\r\n\r\n")
     assert seen[b"host"] == [b"[::1]"]
@@ -355,7 +353,8 @@ def test_no_request_after_a_413_reaches_an_app(serve):
     host = serve(config, APPS)
     with host.raw() as raw:
         raw.send(
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + b"a" * 2000
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+            + b"a" * 2000
             + b"DELETE /x HTTP/1.1\r\nHost: x\r\n\r\n"
         )
         assert raw.read_response().status == 413
@@ -514,8 +513,10 @@ def test_a_body_longer_than_its_length_ends_the_response_even_if_the_app_goes_on
     head promising bytes that do not come on a kept connection (found by the response
     fuzzer: the next response was read as this one's body)."""
     with host.raw() as raw:
-        raw.send(b"GET /catcher/%s HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
-                 % where.encode())
+        raw.send(
+            b"GET /catcher/%s HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            % where.encode()
+        )
         data = raw.read_to_close()
     assert host.module.caught == ["ResponseTooLongError"]
     if where == "before-head":
@@ -628,9 +629,7 @@ def test_a_pipelined_request_after_a_refused_host_is_never_served(host):
     """The 400 closes the connection: a request smuggled behind a bad Host is dropped."""
     before = len(host.module.calls)
     with host.raw() as raw:
-        raw.send(
-            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-        )
+        raw.send(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
         assert raw.read_response().status == 400
         assert raw.closed_by_server()
     assert len(host.module.calls) == before
