@@ -97,13 +97,14 @@ class ReloadCertificates:
 class Stats:
     """Once a second and once more at exit: the worker's counters (see `observe.stats`).
 
-    `routes` maps (listener, route) to a sample tuple; `connections` counts the
-    open connections per listener. Plain tuples, so this module needs no observe import.
+    `routes` maps (listener, route) to a sample tuple; `connections` maps each
+    listener to its open connections by kind and its open HTTP/2 streams (an
+    `observe.stats.Open`). Plain tuples, so this module needs no observe import.
     """
 
     pid: int
     routes: dict[tuple[str, str], tuple[int, ...]]
-    connections: dict[str, int]
+    connections: dict[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)

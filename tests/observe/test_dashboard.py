@@ -62,7 +62,7 @@ def shop(*, last_reload: status.ReloadStatus | None = None) -> status.Status:
                 1212, statuses={2: 1212}, latency={6: 212}, bytes_out=3 * 2**20
             )
         },
-        {"public": 2},
+        {"public": stats.opened(http1=1, http2=1, streams=5)},
         MONO,
     )
     book.update(
@@ -72,13 +72,13 @@ def shop(*, last_reload: status.ReloadStatus | None = None) -> status.Status:
                 500, statuses={2: 480, 5: 20}, latency={2: 100}, bytes_out=2048
             )
         },
-        {"public": 1},
+        {"public": stats.opened(http1=1)},
         MONO,
     )
     book.update(
         4103,
         {("admin", "live-updates"): sample(7, websockets_open=3)},
-        {"admin": 3},
+        {"admin": stats.opened(websocket=3)},
         MONO,
     )
     book.tick(MONO)
@@ -160,12 +160,29 @@ def test_apps_show_rates_percentiles_errors_and_totals() -> None:
     assert "63.8 req/s" in text
 
 
-def test_listeners_show_bind_tls_connections_and_traffic() -> None:
+def test_listeners_show_bind_tls_connections_by_protocol_streams_and_traffic() -> None:
     text = screen(shop())
+    assert "connections  h1  h2  ws  streams  req/s" in text
+    # public: 2 HTTP/1.1 connections and 1 HTTP/2 with 5 streams open; admin: 3 WebSockets.
     assert row(text, "public") == [
-        "public", "0.0.0.0:8000", "no", "3", "62.4", "1,712", "0", "B", "3.0", "MiB",
+        "public", "0.0.0.0:8000", "no", "3", "2", "1", "0", "5", "62.4", "1,712", "0", "B", "3.0",
+        "MiB",
     ]  # fmt: skip
-    assert row(text, "admin")[:5] == ["admin", "127.0.0.1:9443", "yes", "3", "1.4"]
+    assert row(text, "admin")[:9] == [
+        "admin", "127.0.0.1:9443", "yes", "3", "0", "0", "3", "0", "1.4",
+    ]  # fmt: skip
+
+
+def test_a_host_without_the_protocol_split_shows_dashes_there() -> None:
+    """An older uvhost's answer has no protocol split: "-", not a KeyError mid-draw."""
+    snapshot = shop()
+    for listener in snapshot["listeners"]:
+        del listener["connections_by_protocol"]  # type: ignore[misc]
+        del listener["http2_streams"]  # type: ignore[misc]
+    text = screen(snapshot)
+    assert row(text, "public")[:9] == [
+        "public", "0.0.0.0:8000", "no", "3", "-", "-", "-", "-", "62.4",
+    ]  # fmt: skip
 
 
 def test_workers_show_pid_group_generation_state_memory_and_uptime() -> None:
@@ -281,7 +298,7 @@ def test_80_columns_keep_every_name_and_figure_whole() -> None:
     assert row(text, "checkout-api")[:6] == ["checkout-api", "shop", "2", "20.0", "0.75", "0.99"]
     assert row(text, "live-updates")[:2] == ["live-updates", "live-updates"]
     assert row(text, "4103") == ["4103", "live-updates", "1", "ready", "-", "7", "3", "2h05m"]
-    assert row(text, "public")[:5] == ["public", "0.0.0.0:8000", "no", "3", "62.4"]
+    assert row(text, "public") == ["public", "0.0.0.0:8000", "no", "3", "2", "1", "0", "5", "62.4"]
     assert 'uvhost.toml:8:7: error: app "mian" is not defined' in text
     assert "Apps (latency in ms, the last 5s)" in text
 

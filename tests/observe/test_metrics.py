@@ -18,12 +18,22 @@ BOUNDS = [*(repr(bound) for bound in stats.LATENCY_BOUNDS), "+Inf"]
 
 
 def counts(
-    *, requests=0, statuses=(0, 0, 0, 0, 0, 0), bytes_in=0, bytes_out=0, ws_open=0, ws=0, latency=()
+    *,
+    requests=0,
+    h2=0,
+    statuses=(0, 0, 0, 0, 0, 0),
+    bytes_in=0,
+    bytes_out=0,
+    ws_open=0,
+    ws=0,
+    latency=(),
 ):
-    """A worker's sample for one route, built through the real RouteStats."""
+    """A worker's sample for one route, built through the real RouteStats; `h2` of the
+    `requests` came over HTTP/2."""
     route = RouteStats()
     counted = route.counts
     counted[stats.REQUESTS] = requests
+    counted[stats.REQUESTS_H2] = h2
     counted[stats.STATUS_BASE : stats.STATUS_BASE + 6] = statuses
     counted[stats.BYTES_IN], counted[stats.BYTES_OUT] = bytes_in, bytes_out
     counted[stats.WEBSOCKETS_OPEN], counted[stats.WEBSOCKETS] = ws_open, ws
@@ -41,6 +51,7 @@ def book():
         {
             ("public", "site"): counts(
                 requests=10,
+                h2=4,
                 statuses=(1, 0, 7, 1, 1, 0),
                 bytes_in=100,
                 bytes_out=5000,
@@ -48,7 +59,7 @@ def book():
             ),
             ("public", ""): counts(requests=2, statuses=(0, 0, 0, 0, 2, 0), latency=((1, 2),)),
         },
-        {"public": 3},
+        {"public": stats.opened(http1=1, http2=1, closing=1, streams=4)},
     )
     book.update(
         102,
@@ -56,18 +67,23 @@ def book():
             ("public", "site"): counts(
                 requests=5, statuses=(0, 0, 4, 0, 0, 1), bytes_out=700, latency=((4, 5),)
             ),
-            ("admin", ODD): counts(requests=1, statuses=(0, 1, 0, 0, 0, 0), ws_open=1, ws=1),
+            ("admin", ODD): counts(requests=1, h2=1, statuses=(0, 1, 0, 0, 0, 0), ws_open=1, ws=1),
         },
-        {"public": 1, "admin": 1},
+        {"public": stats.opened(http1=1), "admin": stats.opened(websocket=1)},
     )
     book.update(
         99,
         {
             ("public", "site"): counts(
-                requests=4, statuses=(0, 0, 4, 0, 0, 0), ws_open=2, ws=2, latency=((14, 4),)
+                requests=4,
+                h2=1,
+                statuses=(0, 0, 4, 0, 0, 0),
+                ws_open=2,
+                ws=2,
+                latency=((14, 4),),
             )
         },
-        {"public": 9},
+        {"public": stats.opened(http1=9)},
     )
     book.retire(99)  # its counts stay, its open WebSockets and connections do not
     return book
@@ -82,7 +98,7 @@ HOST = HostMetrics(started=1_700_000_000.25, version="9.9.9", reloads={"ok": 3, 
 
 
 def scrape(book, workers=WORKERS, host=HOST):
-    text = metrics.exposition(book.totals(), book.connections(), workers, host)
+    text = metrics.exposition(book.totals(), book.open(), workers, host)
     families = {family.name: family for family in text_string_to_metric_families(text)}
     return text, families
 
@@ -131,6 +147,41 @@ def test_counters_match_the_book_exactly(book):
     }
     assert values(families["uvhost_connections_open"]) == {
         (("listener", "admin"),): 1,
+        (("listener", "public"),): 4,
+    }
+
+
+def test_protocol_families_split_the_unsplit_ones_exactly(book):
+    """Requests by protocol add up to uvhost_requests_total, connections by protocol to
+    uvhost_connections_open; every protocol is written, zeros too; streams per listener."""
+    _, families = scrape(book)
+    by_protocol = values(families["uvhost_protocol_requests"])
+    assert by_protocol == {
+        route("public", "site", protocol="1.1"): 14,  # 19 requests, 5 of them on HTTP/2
+        route("public", "site", protocol="2"): 5,  # the retired worker's one included
+        route("public", "@none", protocol="1.1"): 2,
+        route("public", "@none", protocol="2"): 0,
+        route("admin", ODD, protocol="1.1"): 0,
+        route("admin", ODD, protocol="2"): 1,
+    }
+    assert families["uvhost_protocol_requests"].type == "counter"
+    for key, total in values(families["uvhost_requests"]).items():
+        labels = dict(key)
+        listener, app = labels["listener"], labels["app"]
+        split = [by_protocol[route(listener, app, protocol=p)] for p in ("1.1", "2")]
+        assert sum(split) == total
+    assert values(families["uvhost_protocol_connections_open"]) == {
+        (("listener", "admin"), ("protocol", "1.1")): 0,
+        (("listener", "admin"), ("protocol", "2")): 0,
+        (("listener", "admin"), ("protocol", "closing")): 0,
+        (("listener", "admin"), ("protocol", "ws")): 1,
+        (("listener", "public"), ("protocol", "1.1")): 2,
+        (("listener", "public"), ("protocol", "2")): 1,
+        (("listener", "public"), ("protocol", "closing")): 1,
+        (("listener", "public"), ("protocol", "ws")): 0,  # the retired worker's are gone
+    }
+    assert values(families["uvhost_http2_streams_open"]) == {
+        (("listener", "admin"),): 0,
         (("listener", "public"),): 4,
     }
 
@@ -234,6 +285,9 @@ def test_from_book_reads_the_supervisor_facts(book):
     text = metrics.from_book(facts, book, reloads={"ok": 0})
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert values(families["uvhost_connections_open"])[(("listener", "quiet"),)] == 0
+    quiet = values(families["uvhost_protocol_connections_open"])
+    assert [quiet[(("listener", "quiet"), ("protocol", p))] for p in ("1.1", "2", "ws")] == [0] * 3
+    assert values(families["uvhost_http2_streams_open"])[(("listener", "quiet"),)] == 0
     memory = values(families["uvhost_worker_resident_memory_bytes"])
     assert memory[(("group", "web"), ("pid", str(os.getpid())))] > 1_000_000  # this process
     assert values(families["uvhost_info"]) == {(("version", "1.2.3"),): 1}

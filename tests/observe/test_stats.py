@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from uvhost.observe import stats
-from uvhost.observe.stats import LATENCY_BOUNDS, RouteStats, StatsBook
+from uvhost.observe.stats import LATENCY_BOUNDS, RouteStats, StatsBook, opened
 
 LAST = len(LATENCY_BOUNDS)  # index of the unbounded bucket
 
@@ -109,8 +109,18 @@ def test_finish_adds_bytes_and_does_not_count_the_request(clock):
     route.finish(0, 7, 0, 0.0)
     assert statuses(route) == [1, 0, 1, 0, 1, 0]
     sample = route.sample()
-    assert sample[: stats.LATENCY_BASE] == (3, 1, 0, 1, 0, 1, 0, 17, 209, 0, 0)
+    assert sample[: stats.LATENCY_BASE] == (3, 1, 0, 1, 0, 1, 0, 17, 209, 0, 0, 0)
     assert sum(stats.latency_buckets(sample)) == 3
+
+
+def test_requests_by_protocol_are_the_h2_slot_and_the_rest():
+    """The HTTP/2 path adds to REQUESTS_H2 beside REQUESTS; HTTP/1.x adds nothing more."""
+    route = RouteStats()
+    route.counts[stats.REQUESTS] += 5  # five requests start, two of them on HTTP/2 streams
+    route.counts[stats.REQUESTS_H2] += 2
+    assert stats.by_protocol(route.sample()) == {"1.1": 3, "2": 2}
+    assert list(stats.by_protocol(stats.ZERO)) == list(stats.REQUEST_PROTOCOLS)
+    assert stats.by_protocol(stats.ZERO) == {"1.1": 0, "2": 0}
 
 
 def test_latency_is_measured_from_started_at(clock):
@@ -226,14 +236,35 @@ WEB_A, WEB_B, WEB_NONE = ("web", "a"), ("web", "b"), ("web", "")
 
 def test_update_keeps_each_workers_last_sample():
     book = StatsBook()
-    book.update(1, {WEB_A: sample(1, ok=1)}, {"web": 1}, now=5.0)
-    book.update(1, {WEB_A: sample(3, ok=2)}, {"web": 2}, now=6.0)  # replaces, does not add
-    book.update(2, {WEB_B: sample(4, ok=4)}, {"web": 0, "admin": 1}, now=6.5)
+    book.update(1, {WEB_A: sample(1, ok=1)}, {"web": opened(http1=1)}, now=5.0)
+    both = opened(http1=1, http2=1, streams=3)
+    book.update(1, {WEB_A: sample(3, ok=2)}, {"web": both}, now=6.0)  # replaces, does not add
+    book.update(2, {WEB_B: sample(4, ok=4)}, {"web": opened(), "admin": opened(closing=1)}, now=6.5)
     assert book.live[1].routes == {WEB_A: sample(3, ok=2)}
     assert book.live[1].received == 6.0
     assert book.live[2].received == 6.5
     assert book.totals() == {WEB_A: sample(3, ok=2), WEB_B: sample(4, ok=4)}
     assert book.connections() == {"web": 2, "admin": 1}
+
+
+def test_open_connections_add_up_by_kind_and_streams_are_not_connections():
+    book = StatsBook()
+    book.update(1, {}, {"web": opened(http1=2, http2=1, streams=7)}, now=0.0)
+    book.update(2, {}, {"web": opened(http2=2, websocket=1, closing=1, streams=3)}, now=0.0)
+    book.update(3, {}, {"admin": opened(http1=1)}, now=0.0)
+    assert book.open() == {
+        "web": opened(http1=2, http2=3, websocket=1, closing=1, streams=10),
+        "admin": opened(http1=1),
+    }
+    assert book.connections() == {"web": 7, "admin": 1}
+    assert stats.connections_by_kind(book.open()["web"]) == {
+        "1.1": 2,
+        "2": 3,
+        "ws": 1,
+        "closing": 1,
+    }
+    book.retire(2)  # what was open in a worker that exited is not open any more
+    assert book.open()["web"] == opened(http1=2, http2=1, streams=7)
 
 
 def test_totals_add_up_workers_element_by_element():
@@ -248,8 +279,8 @@ def test_totals_add_up_workers_element_by_element():
 
 def test_retire_keeps_counts_but_not_the_open_websockets():
     book = StatsBook()
-    book.update(1, {WEB_A: sample(5, ok=4, ws_open=2, ws=3)}, {"web": 3}, now=0.0)
-    book.update(2, {WEB_A: sample(1, ok=1, ws_open=1, ws=1)}, {"web": 1}, now=0.0)
+    book.update(1, {WEB_A: sample(5, ok=4, ws_open=2, ws=3)}, {"web": opened(websocket=3)}, now=0.0)
+    book.update(2, {WEB_A: sample(1, ok=1, ws_open=1, ws=1)}, {"web": opened(websocket=1)}, now=0.0)
     before = book.totals()[WEB_A]
     assert before[stats.WEBSOCKETS_OPEN] == 3
     book.retire(1)

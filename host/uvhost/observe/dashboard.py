@@ -158,22 +158,34 @@ def _reload_lines(reload: ReloadStatus | None, *, now: float) -> Iterator[Render
 
 
 def _listeners(status: Status, *, wide: bool) -> Table:
+    """Connections open now, then how many of them speak each protocol ("h1" HTTP/1.x,
+    "h2" HTTP/2, "ws" a WebSocket upgraded from HTTP/1.1; the rest are closing) and
+    the HTTP/2 streams open on them; then traffic."""
     table = _table("Listeners")
     table.add_column("listener", style="bold cyan", no_wrap=True)
     table.add_column("bind", overflow="fold")
     table.add_column("TLS", no_wrap=True)
     table.add_column("conns" if not wide else "connections", justify="right", no_wrap=True)
+    for kind in ("h1", "h2", "ws", "streams"):
+        table.add_column(kind, justify="right", no_wrap=True)
     table.add_column("req/s", justify="right", no_wrap=True)
     if wide:
         table.add_column("requests", justify="right", no_wrap=True)
         table.add_column("in", justify="right", no_wrap=True)
         table.add_column("out", justify="right", no_wrap=True)
     for listener in status["listeners"]:
+        # .get: a host running an older uvhost answers without the protocol split.
+        kinds = listener.get("connections_by_protocol")
+        streams = listener.get("http2_streams")
+        split = [MISSING] * 4
+        if kinds is not None and streams is not None:
+            split = [count(kinds.get(kind, 0)) for kind in ("1.1", "2", "ws")] + [count(streams)]
         row = [
             listener["name"],
             listener["bind"],
             "yes" if listener["tls"] else "no",
             count(listener["connections"]),
+            *split,
             rate(listener["rps"]),
         ]
         if wide:

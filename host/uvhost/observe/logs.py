@@ -29,7 +29,17 @@ if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
 
 
 _INSTALLED: list[logging.Handler] = []
-ACCESS_FIELDS = ("client", "method", "path", "status", "bytes", "duration_ms", "app", "listener")
+ACCESS_FIELDS = (
+    "client",
+    "method",
+    "path",
+    "protocol",
+    "status",
+    "bytes",
+    "duration_ms",
+    "app",
+    "listener",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -20,6 +20,13 @@ Choices a reader of the output should know about:
 - `uvhost_requests_total` counts requests as they start; the responses and
   the latency histogram count them as they end, so the two differ by the
   requests in flight.
+- The protocol is a label of families of its own, beside the unsplit ones
+  whose names and labels stay as they were (a query or a dashboard written
+  for them keeps working): `uvhost_protocol_requests_total` ("1.1" for
+  HTTP/1.0 and 1.1, "2") adds up to `uvhost_requests_total`, and
+  `uvhost_protocol_connections_open` ("1.1", "2", "ws", "closing") to
+  `uvhost_connections_open`. Every protocol value is written for every
+  listener (or route), zeros included, so a series never appears mid-way.
 - The latency histogram has `_bucket` and `_count` but no `_sum`: workers
   count latencies into fixed buckets only (an integer add per request), and
   a sum estimated from bucket bounds would be a made-up number. Format 0.0.4
@@ -35,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from uvhost.observe import stats
-from uvhost.observe.stats import Key, Sample, StatsBook
+from uvhost.observe.stats import Key, Open, Sample, StatsBook
 from uvhost.observe.status import HostFacts, rss_bytes
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -69,11 +76,12 @@ class HostMetrics:
 
 def exposition(
     totals: Mapping[Key, Sample],
-    connections: Mapping[str, int],
+    connections: Mapping[str, Open],
     workers: Sequence[WorkerMetrics],
     host: HostMetrics,
 ) -> str:
-    """The whole scrape: `totals` as `StatsBook.totals()` gives them, merged over workers."""
+    """The whole scrape: `totals` and `connections` as `StatsBook.totals()` and
+    `StatsBook.open()` give them, merged over workers."""
     rows = [(_labels(key), totals[key]) for key in sorted(totals)]
     out: list[str] = []
     _family(out, "uvhost_info", "gauge", "Always 1; the version label says which uvhost runs.")
@@ -86,6 +94,11 @@ def exposition(
             out.append(_sample("uvhost_reloads_total", {"result": result}, host.reloads[result]))
 
     _per_route(out, rows, "uvhost_requests_total", stats.REQUESTS, "Requests started.")
+    _family(out, "uvhost_protocol_requests_total", "counter", _PROTOCOL_REQUESTS_HELP)
+    for labels, sample in rows:
+        for protocol, count in stats.by_protocol(sample).items():
+            labelled = {**labels, "protocol": protocol}
+            out.append(_sample("uvhost_protocol_requests_total", labelled, count))
     _responses(out, rows)
     _per_route(out, rows, "uvhost_request_bytes_total", stats.BYTES_IN, _BYTES_IN_HELP)
     _per_route(out, rows, "uvhost_response_bytes_total", stats.BYTES_OUT, _BYTES_OUT_HELP)
@@ -93,9 +106,21 @@ def exposition(
     _per_route(out, rows, "uvhost_websockets_open", stats.WEBSOCKETS_OPEN, _WS_OPEN_HELP)
     _per_route(out, rows, "uvhost_websockets_total", stats.WEBSOCKETS, _WS_HELP)
 
+    listeners = sorted({*host.listeners, *connections})
+    opened = [(name, connections.get(name, stats.NOTHING_OPEN)) for name in listeners]
     _family(out, "uvhost_connections_open", "gauge", "Client connections open now, by listener.")
-    for name in sorted({*host.listeners, *connections}):
-        out.append(_sample("uvhost_connections_open", {"listener": name}, connections.get(name, 0)))
+    for name, open_ in opened:
+        count = stats.connections_open(open_)
+        out.append(_sample("uvhost_connections_open", {"listener": name}, count))
+    _family(out, "uvhost_protocol_connections_open", "gauge", _PROTOCOL_CONNECTIONS_HELP)
+    for name, open_ in opened:
+        for kind, count in stats.connections_by_kind(open_).items():
+            labels = {"listener": name, "protocol": kind}
+            out.append(_sample("uvhost_protocol_connections_open", labels, count))
+    _family(out, "uvhost_http2_streams_open", "gauge", _STREAMS_HELP)
+    for name, open_ in opened:
+        count = open_[stats.OPEN_STREAMS]
+        out.append(_sample("uvhost_http2_streams_open", {"listener": name}, count))
     _workers(out, workers)
     return "".join(out)
 
@@ -114,7 +139,7 @@ def from_book(
         reloads=reloads,
         listeners=tuple(listener.name for listener in facts.listeners),
     )
-    return exposition(book.totals(), book.connections(), workers, host)
+    return exposition(book.totals(), book.open(), workers, host)
 
 
 # ------------------------------------------------------------ the families
@@ -128,6 +153,18 @@ _WS_HELP = "WebSocket sessions accepted."
 _RESPONSES_HELP = (
     'Requests ended, by status class; class "none" ended without a response '
     "(the client left first, or the connection was closed on an app error)."
+)
+_PROTOCOL_REQUESTS_HELP = (
+    'Requests started, by protocol: "1.1" (HTTP/1.0 and 1.1) or "2"; '
+    "a WebSocket handshake counts under the protocol that carried it."
+)
+_PROTOCOL_CONNECTIONS_HELP = (
+    'Client connections open now, by listener and protocol: "1.1", "2", '
+    '"ws" (an HTTP/1.1 connection upgraded to a WebSocket), "closing" (the last response '
+    "is out, waiting for the client to close)."
+)
+_STREAMS_HELP = (
+    "HTTP/2 streams open now, by listener: requests in flight and WebSockets over HTTP/2."
 )
 _LATENCY_HELP = (
     "Time from the request head parsed to the last response byte handed to the socket "

@@ -12,6 +12,13 @@ Invariants:
 - Latency is time from the request head parsed to the last response byte
   handed to the transport (a WebSocket counts as one request whose latency
   is the handshake).
+- The protocol of a request costs HTTP/1.x nothing: only the HTTP/2 path
+  adds to `REQUESTS_H2` (beside `REQUESTS`), and HTTP/1.x requests are the
+  difference (`by_protocol`). A WebSocket handshake is a request of the
+  protocol that carried it.
+- Open connections are sampled, not counted: once a second the worker looks
+  at each live connection's kind (`Open`, per listener), so connections and
+  streams cost the request path nothing either.
 """
 
 from __future__ import annotations
@@ -54,16 +61,35 @@ FIELDS = (
     "bytes_out",
     "websockets_open",
     "websockets",
+    "requests_h2",
 )
 REQUESTS, NO_RESPONSE = 0, 1
 STATUS_BASE = 1  # FIELDS[STATUS_BASE + status // 100]
 BYTES_IN, BYTES_OUT, WEBSOCKETS_OPEN, WEBSOCKETS = 7, 8, 9, 10
+REQUESTS_H2 = 11
+"""Requests that came on HTTP/2 streams (counted in `REQUESTS` too)."""
 LATENCY_BASE = len(FIELDS)
 SAMPLE_SIZE = LATENCY_BASE + len(LATENCY_BOUNDS) + 1
 GAUGES = (WEBSOCKETS_OPEN,)  # a retired worker's gauges do not add to the host's
 
 Key = tuple[str, str]  # (listener, route); route "" = no route matched or the host answered
 Sample = tuple[int, ...]
+
+REQUEST_PROTOCOLS = ("1.1", "2")
+"""The protocols a request is counted under: "1.1" holds HTTP/1.0 and HTTP/1.1 (one
+connection class, one parser; telling them apart would cost every request a branch)."""
+
+# Open connections of one listener, as the worker samples them: one count per kind
+# in `CONNECTION_KINDS` order, then the HTTP/2 streams open on its HTTP/2 connections.
+CONNECTION_KINDS = ("1.1", "2", "ws", "closing")
+"""HTTP/1.x; HTTP/2; an HTTP/1.1 connection upgraded to a WebSocket (a WebSocket over
+HTTP/2 is a stream of its HTTP/2 connection); closing: the last response is out and the
+connection waits for its client to close (linger.py), whichever protocol it spoke."""
+OPEN_HTTP1, OPEN_HTTP2, OPEN_WEBSOCKET, OPEN_CLOSING = 0, 1, 2, 3
+OPEN_STREAMS = len(CONNECTION_KINDS)
+OPEN_SIZE = OPEN_STREAMS + 1
+Open = tuple[int, ...]
+NOTHING_OPEN: Open = (0,) * OPEN_SIZE
 
 
 class RouteStats:
@@ -149,12 +175,34 @@ def latency_buckets(sample: Sequence[int]) -> Sequence[int]:
     return sample[LATENCY_BASE:]
 
 
+def by_protocol(sample: Sequence[int]) -> dict[str, int]:
+    """Requests started, by protocol (`REQUEST_PROTOCOLS`); they add up to `REQUESTS`."""
+    h2 = sample[REQUESTS_H2]
+    return {"1.1": sample[REQUESTS] - h2, "2": h2}
+
+
+def opened(
+    http1: int = 0, http2: int = 0, websocket: int = 0, closing: int = 0, streams: int = 0
+) -> Open:
+    """An `Open` from its parts by name."""
+    return (http1, http2, websocket, closing, streams)
+
+
+def connections_open(open_: Sequence[int]) -> int:
+    """Every connection of an `Open`, whatever its kind (streams are not connections)."""
+    return sum(open_[:OPEN_STREAMS])
+
+
+def connections_by_kind(open_: Sequence[int]) -> dict[str, int]:
+    return dict(zip(CONNECTION_KINDS, open_[:OPEN_STREAMS], strict=True))
+
+
 @dataclass
 class WorkerSample:
     """One worker's last snapshot: counters per (listener, route), connections per listener."""
 
     routes: dict[Key, Sample]
-    connections: dict[str, int]
+    connections: dict[str, Open]
     received: float
 
 
@@ -175,7 +223,7 @@ class StatsBook:
         self,
         pid: int,
         routes: Mapping[Key, Sample],
-        connections: Mapping[str, int],
+        connections: Mapping[str, Open],
         now: float | None = None,
     ) -> None:
         self.live[pid] = WorkerSample(
@@ -197,10 +245,15 @@ class StatsBook:
         return merge((self.retired, *(worker.routes for worker in self.live.values())))
 
     def connections(self) -> dict[str, int]:
-        open_: dict[str, int] = {}
+        """Connections open now per listener, every kind together."""
+        return {name: connections_open(open_) for name, open_ in self.open().items()}
+
+    def open(self) -> dict[str, Open]:
+        """Connections by kind and HTTP/2 streams open now, per listener (live workers)."""
+        open_: dict[str, Open] = {}
         for worker in self.live.values():
-            for name, count in worker.connections.items():
-                open_[name] = open_.get(name, 0) + count
+            for name, counts in worker.connections.items():
+                open_[name] = add(open_[name], counts) if name in open_ else tuple(counts)
         return open_
 
     def tick(self, now: float | None = None) -> None:

@@ -9,6 +9,8 @@ Invariants:
 - Counts are totals since the host started (never going backwards across
   rolls); `rps`, percentiles and `error_rate` cover the last few seconds
   (`window_seconds`). Percentiles are null when no request ended in the window.
+- Connections and HTTP/2 streams are what is open now (each live worker's
+  last sample); the per-protocol figures add up to the unsplit ones.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Traffic(TypedDict):
     """Counters (totals) and recent figures, for the host, a listener or an app."""
 
     requests: int
+    requests_by_protocol: dict[str, int]  # "1.1" (HTTP/1.0 and 1.1), "2"; they add up
     responses: dict[str, int]  # "1xx".."5xx" and "none" (ended without a response)
     bytes_in: int
     bytes_out: int
@@ -62,6 +65,8 @@ class ListenerStatus(Traffic):
     bind: str
     tls: bool
     connections: int
+    connections_by_protocol: dict[str, int]  # "1.1", "2", "ws", "closing"; they add up
+    http2_streams: int  # open on its HTTP/2 connections (WebSockets over HTTP/2 too)
 
 
 class AppStatus(Traffic):
@@ -150,17 +155,21 @@ def build(facts: HostFacts, book: StatsBook, *, now: float | None = None) -> Sta
     mono = time.monotonic()
     totals = book.totals()
     seconds, recent = book.recent()
-    connections = book.connections()
-    listeners: list[ListenerStatus] = [
-        {
-            "name": listener.name,
-            "bind": listener.bind,
-            "tls": listener.tls,
-            "connections": connections.get(listener.name, 0),
-            **_traffic(totals, recent, seconds, _listener_is(listener.name)),
-        }
-        for listener in facts.listeners
-    ]
+    opened = book.open()
+    listeners: list[ListenerStatus] = []
+    for listener in facts.listeners:
+        open_ = opened.get(listener.name, stats.NOTHING_OPEN)
+        listeners.append(
+            {
+                "name": listener.name,
+                "bind": listener.bind,
+                "tls": listener.tls,
+                "connections": stats.connections_open(open_),
+                "connections_by_protocol": stats.connections_by_kind(open_),
+                "http2_streams": open_[stats.OPEN_STREAMS],
+                **_traffic(totals, recent, seconds, _listener_is(listener.name)),
+            }
+        )
     apps: list[AppStatus] = [
         {
             "name": app,
@@ -182,7 +191,11 @@ def build(facts: HostFacts, book: StatsBook, *, now: float | None = None) -> Sta
                 "state": worker.state,
                 "memory_bytes": rss_bytes(worker.pid),
                 "requests": sum(s[stats.REQUESTS] for s in sample.routes.values()) if sample else 0,
-                "connections": sum(sample.connections.values()) if sample else 0,
+                "connections": (
+                    sum(stats.connections_open(o) for o in sample.connections.values())
+                    if sample
+                    else 0
+                ),
                 "uptime": max(0.0, mono - worker.started),
             }
         )
@@ -226,6 +239,7 @@ def _traffic(
     buckets = stats.latency_buckets(last)
     return {
         "requests": total[stats.REQUESTS],
+        "requests_by_protocol": stats.by_protocol(total),
         "responses": {
             "none": total[stats.NO_RESPONSE],
             **{f"{n}xx": total[stats.STATUS_BASE + n] for n in range(1, 6)},

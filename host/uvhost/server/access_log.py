@@ -9,6 +9,9 @@ Invariants:
   or an ANSI escape cannot forge a log line, repaint a terminal or reorder
   what a reader sees. The JSON `path` field holds the same escaped text as
   the plain line, so both formats show a request the same way.
+- The protocol is the request's own ("HTTP/1.0", "HTTP/1.1", "HTTP/2", from
+  the scope's `http_version`), the same text in the plain line and in the
+  JSON `protocol` field.
 - The worker's pid is not passed here: every record carries its process id,
   and the JSON formatter writes it as `pid`.
 """
@@ -48,12 +51,13 @@ class AccessLogger:
         target = escape(scope["path"] + ("?" + query.decode("latin-1") if query else ""))
         endpoint = exchange.endpoint
         duration_ms = (time.perf_counter() - exchange.started_at) * 1000
+        protocol = "HTTP/" + scope["http_version"]
         self.logger.info(
-            '%s - "%s %s HTTP/%s" %d %d %.1fms %s %s',
+            '%s - "%s %s %s" %d %d %.1fms %s %s',
             f"{client[0]}:{client[1]}" if client else "-",
             scope["method"],
             target,
-            scope["http_version"],
+            protocol,
             exchange.status,
             exchange.response_bytes,
             duration_ms,
@@ -63,6 +67,7 @@ class AccessLogger:
                 "client": client[0] if client else None,
                 "method": scope["method"],
                 "path": target,
+                "protocol": protocol,
                 "status": exchange.status,
                 "bytes": exchange.response_bytes,
                 "duration_ms": round(duration_ms, 3),

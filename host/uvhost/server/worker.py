@@ -25,15 +25,18 @@ from typing import Any
 
 from uvhost.config.plan import Plan, WorkerGroup
 from uvhost.observe import stats
-from uvhost.observe.stats import Key, Sample
+from uvhost.observe.stats import Key, Open, Sample
 from uvhost.server.access_log import AccessLogger
 from uvhost.server.apps import AppLoadError, load_app
 from uvhost.server.asgi_types import ASGIApp
 from uvhost.server.context import ListenerContext, RequestBudget
 from uvhost.server.http import HttpProtocol
+from uvhost.server.http2 import Http2Protocol
 from uvhost.server.lifespan import Lifespan, LifespanFailure
 from uvhost.server.router import Router
 from uvhost.server.tls import TlsSetupError, build_context, reload_certificate
+from uvhost.server.websocket import WebSocketProtocol
+from uvhost.server.ws_h2 import StreamTransport
 
 logger = logging.getLogger("uvhost.worker")
 TICK = 0.5  # seconds between Date refreshes and timeout checks
@@ -135,16 +138,32 @@ class Worker:
         )
         self.servers.append(server)
 
-    def stats_sample(self) -> tuple[dict[Key, Sample], dict[str, int]]:
+    def stats_sample(self) -> tuple[dict[Key, Sample], dict[str, Open]]:
         """Counters per (listener, route) and open connections per listener, right now.
 
         Two mounts of one app on a listener share its key: their counts add up.
+        Connections are sampled by their kind (`stats.CONNECTION_KINDS`) with the
+        HTTP/2 streams open on them: a look at each live connection, once a second.
         """
         routes: dict[Key, Sample] = {}
-        connections: dict[str, int] = {}
+        connections: dict[str, Open] = {}
         for context in self.contexts:
             name = context.name
-            connections[name] = connections.get(name, 0) + len(context.connections)
+            kinds = [0] * stats.OPEN_SIZE
+            for connection in context.connections:
+                if isinstance(connection, HttpProtocol):
+                    kinds[stats.OPEN_HTTP1] += 1
+                elif isinstance(connection, Http2Protocol):
+                    kinds[stats.OPEN_HTTP2] += 1
+                    kinds[stats.OPEN_STREAMS] += len(connection.streams)
+                elif isinstance(connection, WebSocketProtocol):
+                    # Over HTTP/2 it is one of its connection's streams, counted there.
+                    if not isinstance(connection.transport, StreamTransport):
+                        kinds[stats.OPEN_WEBSOCKET] += 1
+                else:  # a Lingering close (linger.py), after either protocol
+                    kinds[stats.OPEN_CLOSING] += 1
+            other = connections.get(name)  # another context of this listener's name
+            connections[name] = tuple(kinds) if other is None else stats.add(other, kinds)
             counted = [("", context.unrouted)]
             counted += [(endpoint.name, endpoint.stats) for endpoint in context.router.endpoints]
             for route, route_stats in counted:
