@@ -608,3 +608,28 @@ def _wait_for(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         pause.wait(0.02)
+
+
+def test_a_pipelined_body_over_the_limit_gets_413_after_the_earlier_answers(serve):
+    """Found by the long fuzz run: a pipelined request whose body is over max_body_bytes
+    closed the connection at once, cutting off the requests before it unanswered."""
+    host = serve(
+        '[listeners.main]\nbind = "127.0.0.1:0"\napp = "a"\n'
+        '[apps.a]\ntarget = "apps:app"\nlifespan = "off"\nmax_body_bytes = 1000\n',
+        "async def app(scope, receive, send):\n"
+        "    while (await receive()).get('more_body'):\n"
+        "        pass\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': scope['path'].encode()})\n",
+    )
+    big = b"5dc\r\n" + b"x" * 1500 + b"\r\n0\r\n\r\n"
+    with host.raw() as raw:
+        raw.send(
+            b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + big
+        )
+        first, second, third = raw.read_response(), raw.read_response(), raw.read_response()
+        assert (first.status, first.body) == (200, b"/one")
+        assert (second.status, second.body) == (200, b"/two")
+        assert third.status == 413
+        assert raw.closed_by_server()

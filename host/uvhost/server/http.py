@@ -417,12 +417,15 @@ class HttpProtocol(asyncio.Protocol):
         self.body_since = self.context.next_tick
         exchange = self.parsing
         if exchange is not None and not exchange.feed_body(body):
+            if exchange in self.pipeline:
+                # not started: its answer is the 413, after the responses before it
+                self._reject_after_pending(413, "request body too large")
+                return
             self.parsing = None
+            exchange.disconnect()
             if exchange.phase is Phase.START and exchange is self.exchange:
-                exchange.disconnect()
                 self._reject_after_pending(413, "request body too large", force=True)
             else:
-                exchange.disconnect()
                 self.close()
             return
         if exchange is not None and exchange.buffered >= READ_HIGH_WATER:
