@@ -39,7 +39,7 @@ import hpack.hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from uvhost.observe.stats import REQUESTS, clock
+from uvhost.observe.stats import REQUESTS, REQUESTS_H2, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
@@ -409,6 +409,9 @@ class Http2Protocol(asyncio.Protocol):
         self.frames = 0
         self.calm = False  # ended for abuse: the rest of the read is not looked at
         self.heard = loop.time()  # (about) when the client last sent anything
+        self.pending = 0  # bytes of reads in a row that completed no frame
+        settings = context.settings
+        self.pending_limit = 2 * settings.http2.max_frame_size + settings.max_header_bytes + 64
         self.pinged = False  # a keep-alive PING is out, unanswered
 
     # ----------------------------------------------------------- connection
@@ -469,6 +472,16 @@ class Http2Protocol(asyncio.Protocol):
             self.flush()  # h2 queued a GOAWAY with the error's code
             self._close()
             return
+        if not events:
+            # Reads that complete no frame: an unfinished frame, or a header block whose
+            # CONTINUATION frames h2 gathers (up to 64 of max_frame_size each) before it
+            # decodes a byte of it. No honest peer needs more than a whole frame and a
+            # whole header list of them in a row.
+            self.pending += len(data)
+            if self.pending > self.pending_limit:
+                self._calm("a header block or frame beyond every limit")
+            return
+        self.pending = 0
         for event in events:
             handler = _HANDLERS.get(type(event))
             if handler is not None:
@@ -488,15 +501,21 @@ class Http2Protocol(asyncio.Protocol):
         self.resets += resets
         self.frames += frames
         if self.resets > RESET_LIMIT or self.frames > FLOOD_LIMIT:
-            self.calm = True
-            self.context.logger.warning(
-                "HTTP/2 connection from %s ended: %s (GOAWAY ENHANCE_YOUR_CALM)",
-                _peer(self.client),
-                "too many streams reset" if self.resets > RESET_LIMIT else "a flood of frames",
+            self._calm(
+                "too many streams reset" if self.resets > RESET_LIMIT else "a flood of frames"
             )
-            with contextlib.suppress(h2.exceptions.ProtocolError):
-                self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
-            self._close()
+
+    def _calm(self, why: str) -> None:
+        """End an abusive connection: GOAWAY ENHANCE_YOUR_CALM, logged once."""
+        self.calm = True
+        self.context.logger.warning(
+            "HTTP/2 connection from %s ended: %s (GOAWAY ENHANCE_YOUR_CALM)",
+            _peer(self.client),
+            why,
+        )
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+        self._close()
 
     # ------------------------------------------------------------- events
 
@@ -539,7 +558,9 @@ class Http2Protocol(asyncio.Protocol):
         budget.count += 1
         if budget.count == budget.limit:
             budget.spent()
-        exchange.stats.counts[REQUESTS] += 1
+        counts = exchange.stats.counts
+        counts[REQUESTS] += 1
+        counts[REQUESTS_H2] += 1
         self.running += 1
         self.served += 1
         context.turn_writer.starting += 1
@@ -592,7 +613,7 @@ class Http2Protocol(asyncio.Protocol):
             self._answer_alone(stream, 501, "WebSockets are not served here")
         else:
             self.idle_since = None
-            open_websocket(
+            websocket = open_websocket(
                 stream,
                 scope,
                 endpoint=endpoint,
@@ -600,6 +621,8 @@ class Http2Protocol(asyncio.Protocol):
                 fields=head.fields,
                 path=head.path,
             )
+            # Its handshake was counted as a request (on the stats it settled on) by start().
+            websocket.stats.counts[REQUESTS_H2] += 1
 
     def _data(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -687,8 +710,11 @@ class Http2Protocol(asyncio.Protocol):
     # ------------------------------------------------------------- streams
 
     def _refuse(self, stream_id: int) -> None:
+        """REFUSED_STREAM. Counted as an early reset: a client that keeps opening streams
+        while its resets hold every slot must not churn streams for ever."""
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        self._count(1, 0)
 
     def _answer_alone(
         self, stream: Stream, status: int, message: str, *, head: bool = False
@@ -697,6 +723,7 @@ class Http2Protocol(asyncio.Protocol):
         stream.answer(status, message, head=head)
         unrouted = self.context.unrouted
         unrouted.counts[REQUESTS] += 1
+        unrouted.counts[REQUESTS_H2] += 1
         unrouted.finish(status, 0, 0, clock())
 
     def _app_done(self, task: asyncio.Task[None]) -> None:

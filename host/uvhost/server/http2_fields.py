@@ -72,6 +72,7 @@ _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\A[ \t]|[ \t]\Z")
 VALID_FIELDS: set[tuple[bytes, bytes]] = set()
 """(name, value) pairs already found valid: clients repeat the same few fields."""
 _VALID_FIELDS_LIMIT = 4096
+_CACHED_FIELD_BYTES = 256  # so the cache holds at most ~1 MiB, whatever clients send
 
 
 def request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
@@ -145,6 +146,8 @@ def _check_field(pair: tuple[bytes, bytes]) -> None:
         raise BadStreamError(f"field name {name!r} is not a lower-case token")
     if _BAD_VALUE.search(value) is not None:
         raise BadStreamError(f"the value of {name!r} has control characters or edge spaces")
+    if len(name) + len(value) > _CACHED_FIELD_BYTES:
+        return  # a large or one-off value is checked each time, never kept
     if len(VALID_FIELDS) >= _VALID_FIELDS_LIMIT:
         VALID_FIELDS.clear()
     VALID_FIELDS.add(pair)
