@@ -543,6 +543,12 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         ),
     ),
     (
+        "fragment-in-target",
+        "RFC 9112 3.2: a request-target carries no fragment (absolute-URI and origin-form"
+        " have none); llhttp refuses '#' with 400, h11 takes any visible character",
+        lambda d: d.kind == "rejects" and d.ref is not None and b"#" in d.ref.target,
+    ),
+    (
         "leading-empty-line",
         "RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request-line;"
         " llhttp does, h11 refuses it (not stricter: uvhost follows the RFC here)",
@@ -751,6 +757,8 @@ def test_known_streams(fuzz_host: fuzzkit.FuzzHost) -> None:
     continued = fuzz_host.exchange([waiting])  # the trailers never end: 100, then a wait
     assert b"100 Continue" in continued.wire, report(continued, check(continued))
     assert not uncovered(check(continued)), report(continued, check(continued))
+    fragment = fuzz_host.exchange([b"GET http://example.#om HTTP/1.1\r\nHost: x\r\n\r\n"])
+    assert [f.covered_by for f in check(fragment)] == ["STRICTER:fragment-in-target"]
     extension = b"DELETE / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     extension += b"1;a=b c\r\nz\r\n0\r\n\r\n"
     odd = fuzz_host.exchange([extension])
