@@ -138,7 +138,9 @@ def snapshot(host):
     async def read():
         return host.worker.stats_sample()
 
-    return host.call(read)
+    routes, connections = host.call(read)
+    # connections come by kind (stats.CONNECTION_KINDS), then HTTP/2 streams: the total here
+    return routes, {name: sum(kinds[: stats.OPEN_STREAMS]) for name, kinds in connections.items()}
 
 
 def counters(host):
@@ -153,7 +155,19 @@ def fields(sample):
 
 
 def expect(
-    *, requests=0, none=0, s1=0, s2=0, s3=0, s4=0, s5=0, bytes_in=0, bytes_out=0, ws_open=0, ws=0
+    *,
+    requests=0,
+    none=0,
+    s1=0,
+    s2=0,
+    s3=0,
+    s4=0,
+    s5=0,
+    bytes_in=0,
+    bytes_out=0,
+    ws_open=0,
+    ws=0,
+    h2=0,
 ):
     """The counters a key should have; `timed` is every request ended."""
     return {
@@ -168,6 +182,7 @@ def expect(
         "bytes_out": bytes_out,
         "websockets_open": ws_open,
         "websockets": ws,
+        "requests_h2": h2,
         "timed": none + s1 + s2 + s3 + s4 + s5,
     }
 
