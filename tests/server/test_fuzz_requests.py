@@ -549,6 +549,15 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
         lambda d: d.kind == "rejects" and d.ref is not None and b"#" in d.ref.target,
     ),
     (
+        "chunk-size-overflow",
+        "a chunk size of more than 16 hex digits cannot be a length (llhttp: 400, as for a"
+        " Content-Length beyond 2**64-1); h11 waits for that many bytes",
+        lambda d: (
+            d.kind == "rejects"
+            and re.search(rb"\n0*[0-9a-fA-F]{17,}[;\r\n]", d.body or d.stream) is not None
+        ),
+    ),
+    (
         "leading-empty-line",
         "RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request-line;"
         " llhttp does, h11 refuses it (not stricter: uvhost follows the RFC here)",
@@ -759,6 +768,10 @@ def test_known_streams(fuzz_host: fuzzkit.FuzzHost) -> None:
     assert not uncovered(check(continued)), report(continued, check(continued))
     fragment = fuzz_host.exchange([b"GET http://example.#om HTTP/1.1\r\nHost: x\r\n\r\n"])
     assert [f.covered_by for f in check(fragment)] == ["STRICTER:fragment-in-target"]
+    overflow = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    huge = fuzz_host.exchange([overflow + b"FFFFFFFFFFFFFFFFF\r\nab\r\n0\r\n\r\n"])
+    assert b" 400 " in huge.wire
+    assert not uncovered(check(huge)), report(huge, check(huge))
     extension = b"DELETE / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     extension += b"1;a=b c\r\nz\r\n0\r\n\r\n"
     odd = fuzz_host.exchange([extension])
