@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from uvhost.server.context import ListenerContext
     from uvhost.server.router import Endpoint
 
+UNLIMITED = 1 << 62  # max_body for a request no route answers (the 404 reads nothing)
 READ_HIGH_WATER = 256 * 1024  # pause reading while this much body waits for the app
 STAGE_ABOVE = 16 * 1024  # bodies at least this big are written without being copied
 

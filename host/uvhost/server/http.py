@@ -32,7 +32,7 @@ from uvhost.observe.stats import REQUESTS, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import Scope
 from uvhost.server.context import ListenerContext
-from uvhost.server.exchange import READ_HIGH_WATER, Exchange, Phase, run_app
+from uvhost.server.exchange import READ_HIGH_WATER, UNLIMITED, Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow, peer_hung_up
 from uvhost.server.http2 import PRI_HEAD, Http2Protocol
 from uvhost.server.linger import linger
@@ -41,7 +41,6 @@ from uvhost.server.scope import http_scope
 from uvhost.server.websocket import WebSocketProtocol, websocket_scope
 
 FLUSH_THRESHOLD = 64 * 1024
-UNLIMITED = 1 << 62
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle connection may still send one request while draining
 
 

@@ -43,7 +43,7 @@ from uvhost.observe.stats import REQUESTS, REQUESTS_H2, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
-from uvhost.server.exchange import Exchange, Phase, run_app
+from uvhost.server.exchange import UNLIMITED, Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow
 from uvhost.server.http2_fields import BadStreamError, RequestHead, request_head
 from uvhost.server.linger import linger
@@ -68,7 +68,6 @@ if not hpack.hpack.log.isEnabledFor(logging.DEBUG):  # someone debugging hpack k
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PRI_HEAD = PREFACE[:18]  # what llhttp reads as a request before it stops ("PRI * HTTP/2.0")
-UNLIMITED = 1 << 62
 RESET_LIMIT = 200
 """Streams a client may reset before their response is complete, per connection and
 second: more is the rapid-reset attack (CVE-2023-44487), answered GOAWAY ENHANCE_YOUR_CALM."""
