@@ -45,6 +45,7 @@ from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import UNLIMITED, Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow
+from uvhost.server.http2_connection import ServerConnection, StreamRefused
 from uvhost.server.http2_fields import BadStreamError, RequestHead, request_head
 from uvhost.server.linger import linger
 from uvhost.server.router import not_found
@@ -392,7 +393,7 @@ class Http2Protocol(asyncio.Protocol):
         self.client = client
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.h2 = h2.connection.H2Connection(_CONFIG)
+        self.h2 = ServerConnection(_CONFIG)
         self.streams: dict[int, Stream] = {}
         self.running = 0  # app tasks of this connection not finished yet
         self.flow = WriteFlow(loop)
@@ -684,6 +685,9 @@ class Http2Protocol(asyncio.Protocol):
                 self.acknowledge(stream.id, stream.unacked)
                 stream.unacked = 0
 
+    def _refused(self, event: StreamRefused) -> None:
+        self._count(1, 0)
+
     def _window(self, event: h2.events.WindowUpdated) -> None:
         if event.stream_id:
             stream = self.streams.get(event.stream_id)
@@ -925,6 +929,7 @@ _HANDLERS: dict[type, Any] = {
     h2.events.DataReceived: Http2Protocol._data,
     h2.events.StreamEnded: Http2Protocol._ended,
     h2.events.StreamReset: Http2Protocol._reset,
+    StreamRefused: Http2Protocol._refused,
     h2.events.WindowUpdated: Http2Protocol._window,
     h2.events.RemoteSettingsChanged: Http2Protocol._settings,
     h2.events.ConnectionTerminated: Http2Protocol._terminated,
