@@ -20,7 +20,10 @@ well-behaved library refuses to send stands in the way):
 - slow read, CVE-2019-9517 as well: a large response to a client that never reads;
 - more streams than advertised (SETTINGS_MAX_CONCURRENT_STREAMS);
 - a preface that never finishes, or a connection that never sends a request
-  (`header_timeout`).
+  (`header_timeout`);
+- a drain seen by a client that answers the drain's PING late or never: the
+  requests it sent before it saw the first GOAWAY are served, and the final
+  GOAWAY comes within `DRAIN_PING_WAIT` either way (RFC 9113 6.8).
 
 Each test asserts the server's answer (GOAWAY ENHANCE_YOUR_CALM where it fits,
 a reset stream, a dropped connection), that no app call escapes the limits,
@@ -35,6 +38,7 @@ request, per second).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import select
@@ -62,7 +66,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from uvhost.server.http2 import FLOOD_LIMIT, RESET_LIMIT
+from uvhost.server.http2 import DRAIN_PING_WAIT, FLOOD_LIMIT, LAST_POSSIBLE_STREAM, RESET_LIMIT
 from uvhost.server.linger import LINGER_SECONDS
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -806,6 +810,50 @@ def test_more_streams_than_advertised_are_refused_one_by_one(serve):
     )
     assert peer.goaway() is None, f"GOAWAY {code_name(peer.goaway_code())}"
     assert host.module.paths == ["/s1", "/s3", "/s5", "/s7", "/s9", "/s13"]
+
+
+# ------------------------------------------------------------------- a drain
+
+
+@pytest.mark.parametrize("answers_ping", [True, False], ids=["answers the PING", "silent"])
+def test_a_drain_serves_what_the_client_sent_before_it_saw_the_goaway(serve, answers_ping):
+    """RFC 9113 6.8's two-step shutdown: a GOAWAY covering every stream and a PING;
+    a request sent before the client saw them (here: after, which the server
+    cannot tell apart) is still served; the final GOAWAY names it as the last
+    stream once the PING is answered, or after DRAIN_PING_WAIT from a client that
+    never answers. Both streams get their whole response, then the connection ends."""
+    host = serve('[host]\ngraceful_timeout = "6s"\n' + config("sleepy"), APPS)
+    with connect(host) as sock:
+        peer = Peer(sock)
+        peer.handshake()
+        peer.send(peer.request(1))
+        assert peer.wait(lambda: host.module.calls == 1, 3)
+        drain = asyncio.run_coroutine_threadsafe(host.worker.drain(), host.loop)
+
+        def pings() -> list[PingFrame]:
+            return [f for f in peer.frames if isinstance(f, PingFrame) and "ACK" not in f.flags]
+
+        def goaways() -> list[int]:
+            return [f.last_stream_id for f in peer.frames if isinstance(f, GoAwayFrame)]
+
+        assert peer.wait(lambda: bool(goaways()) and bool(pings()), 3)
+        peer.send(peer.request(3))  # in flight as the GOAWAY came
+        started = time.monotonic()
+        if answers_ping:
+            [ping] = pings()
+            peer.send(PingFrame(0, opaque_data=ping.opaque_data, flags=["ACK"]).serialize())
+        peer.wait(lambda: len(goaways()) == 2, DRAIN_PING_WAIT + 2 * TICK + 1)
+        took = time.monotonic() - started
+        peer.wait(lambda: peer.closed, 5)  # sleepy answers after 2 s
+        drain.result(5)
+    assert goaways() == [LAST_POSSIBLE_STREAM, 3]
+    assert [peer.status(1), peer.status(3)] == [200, 200]
+    assert not peer.resets()
+    assert host.module.calls == 2
+    if answers_ping:
+        assert took < DRAIN_PING_WAIT, f"the final GOAWAY waited {took:.1f} s for nothing"
+    else:
+        assert took >= DRAIN_PING_WAIT - TICK, f"final GOAWAY after {took:.1f} s, no PING wait"
 
 
 # ---------------------------------------------------------------- the preface

@@ -77,6 +77,10 @@ FLOOD_LIMIT = 1000
 unknown types), per connection and second; more is a flood (CVE-2019-9512, 9515, 9516,
 9518), answered GOAWAY ENHANCE_YOUR_CALM. Browsers send a handful."""
 CONNECTION_WINDOW_FACTOR = 4  # the connection's receive window, in stream windows
+LAST_POSSIBLE_STREAM = 2**31 - 1
+DRAIN_PING = b"uvhost-d"  # a drain's PING: its ACK means the client has seen the first GOAWAY
+DRAIN_PING_WAIT = 1.0
+"""Seconds a drain waits for that ACK before the final GOAWAY all the same."""
 
 # Response header names HTTP/2 forbids (RFC 9113 8.2.2); the exchange's checks let
 # `connection` through for HTTP/1.1's sake, and HTTP/1.1 framing is never ours here.
@@ -398,7 +402,9 @@ class Http2Protocol(asyncio.Protocol):
         self.running = 0  # app tasks of this connection not finished yet
         self.flow = WriteFlow(loop)
         self.flush_scheduled = False
-        self.going_away = False  # GOAWAY sent: no new streams, close once the last ends
+        self.draining = False  # the first GOAWAY (no stream id yet) sent: streams in flight count
+        self.drain_started = 0.0
+        self.going_away = False  # the final GOAWAY sent: no new streams, close once the last ends
         self.last_stream = 0  # the highest stream id taken for an app
         self.idle_since: float | None = loop.time()
         self.started_at = loop.time()
@@ -688,6 +694,10 @@ class Http2Protocol(asyncio.Protocol):
     def _refused(self, event: StreamRefused) -> None:
         self._count(1, 0)
 
+    def _ping_answered(self, event: h2.events.PingAckReceived) -> None:
+        if self.draining and event.ping_data == DRAIN_PING:
+            self._last_goaway()
+
     def _window(self, event: h2.events.WindowUpdated) -> None:
         if event.stream_id:
             stream = self.streams.get(event.stream_id)
@@ -808,20 +818,35 @@ class Http2Protocol(asyncio.Protocol):
     # ------------------------------------------------- draining and timers
 
     def shutdown(self, code: int = 1001) -> None:
-        """Draining: GOAWAY with the last stream taken; those streams finish, then close.
+        """Draining, in two steps (RFC 9113 6.8): a GOAWAY that covers every stream id and a
+        PING; once the client answers the PING (or after `DRAIN_PING_WAIT`), the final
+        GOAWAY with the last stream taken. A request the client sent before it saw the
+        first is served rather than refused; the streams taken finish, then we close.
 
-        The GOAWAY is written beside h2 (which would close its state machine
-        and refuse the responses still to come).
+        GOAWAYs are written beside h2 (which would close its state machine and refuse
+        the responses still to come).
         """
+        if self.draining:
+            return
+        self.draining = True
+        self.drain_started = self.loop.time()
+        self._write_goaway(LAST_POSSIBLE_STREAM)
+        self.h2.ping(DRAIN_PING)
+        self.flush()
+
+    def _last_goaway(self) -> None:
         if self.going_away:
             return
         self.going_away = True
-        self.flush()
-        frame = GoAwayFrame(0, last_stream_id=self.last_stream, error_code=0)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame.serialize())
+        self._write_goaway(self.last_stream)
         if not self.streams and not self.running:
             self._close()
+
+    def _write_goaway(self, last_stream_id: int) -> None:
+        self.flush()
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=0)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame.serialize())
 
     def abort(self) -> None:
         for stream in list(self.streams.values()):
@@ -838,6 +863,8 @@ class Http2Protocol(asyncio.Protocol):
         if context.send_stuck(self.flow, self.transport, now):
             self.abort()
             return
+        if self.draining and now - self.drain_started >= DRAIN_PING_WAIT:
+            self._last_goaway()  # no PING answer: a client that keeps none of the rules
         if self.idle_since is not None:
             limit = settings.keep_alive_timeout if self.served else settings.header_timeout
             if now - self.idle_since >= limit:
@@ -930,6 +957,7 @@ _HANDLERS: dict[type, Any] = {
     h2.events.StreamEnded: Http2Protocol._ended,
     h2.events.StreamReset: Http2Protocol._reset,
     StreamRefused: Http2Protocol._refused,
+    h2.events.PingAckReceived: Http2Protocol._ping_answered,
     h2.events.WindowUpdated: Http2Protocol._window,
     h2.events.RemoteSettingsChanged: Http2Protocol._settings,
     h2.events.ConnectionTerminated: Http2Protocol._terminated,
