@@ -1,9 +1,14 @@
 """The ceiling for a server on the `h2` library: uvloop and `h2`, no ASGI layer.
 
-Answers every request, whatever its method and path, with one fixed 200
-response once the request has ended: the same body bytes and content-type as
-the benchmark app of the scenario (`hello` or `json` in the shared harness's
-apps.py), plus `server` and `date` like uvhost's defaults. Over TLS (ALPN
+Answers every request, whatever its method and path, with a 200 once the
+request has ended: the same body bytes and content-type as the benchmark app
+of the scenario (`hello` or `json` in the shared harness's apps.py), plus
+`server` and `date` like uvhost's defaults. The body is made per request the
+way the harness app makes it (json: `json.dumps(JSON_DATA).encode()`, ~16 µs
+here; hello: a constant), because that work is the app's, not the server's,
+and every ASGI server pays it: a ceiling without it measures a different
+scenario. `--fixed-body` sends bytes made once instead (the ceiling of a
+server with no app at all). Over TLS (ALPN
 "h2" only) with --certfile/--keyfile, else h2c with prior knowledge. One
 process, one thread. h2bench.py runs it beside uvhost, Hypercorn and Granian:
 a server built on `h2` spends at least what this one spends per request.
@@ -36,6 +41,7 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 
@@ -57,11 +63,12 @@ DEFAULT_APPS_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "b
 MIN_MAX_FRAME_SIZE = 16384  # RFC 9113 6.5.2: no peer may allow less
 
 
-def scenario_response(scenario: str) -> tuple[bytes, bytes]:
-    """(content-type, body) of the harness app `scenario`, byte for byte.
+def scenario_response(scenario: str, *, fixed: bool) -> tuple[bytes, Callable[[], bytes]]:
+    """(content-type, body maker) of the harness app `scenario`, byte for byte.
 
     Imports the harness's apps.py (on sys.path, else beside this repository)
-    so that the body cannot drift from what the ASGI servers send.
+    so that the body cannot drift from what the ASGI servers send. The maker
+    does what the harness app does per request, unless `fixed`.
     """
     try:
         apps = importlib.import_module("apps")
@@ -69,30 +76,39 @@ def scenario_response(scenario: str) -> tuple[bytes, bytes]:
         sys.path.insert(0, str(DEFAULT_APPS_DIR))
         apps = importlib.import_module("apps")
     if scenario == "hello":
-        return b"text/plain", apps.HELLO_BODY
-    return b"application/json", json.dumps(apps.JSON_DATA).encode()
+        hello: bytes = apps.HELLO_BODY
+        return b"text/plain", lambda: hello
+    data = apps.JSON_DATA
+    if fixed:
+        made = json.dumps(data).encode()
+        return b"application/json", lambda: made
+    return b"application/json", lambda: json.dumps(data).encode()
 
 
 class Response:
-    """The constant response; only the `date` value changes, once a second."""
+    """The response: the body from the scenario's maker, the `date` value renewed once a
+    second, the rest constant."""
 
-    def __init__(self, content_type: bytes, body: bytes) -> None:
-        if len(body) > MIN_MAX_FRAME_SIZE:  # one DATA frame always fits: no splitting by frame size
+    def __init__(self, content_type: bytes, make_body: Callable[[], bytes]) -> None:
+        if len(make_body()) > MIN_MAX_FRAME_SIZE:  # one DATA frame always fits
             raise ValueError("h2_bare answers with bodies up to 16 KiB")
-        self.body = body
-        self._fixed = [
-            (b":status", b"200"),
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            (b"server", b"h2-bare"),
-        ]
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.make_body = make_body
+        self._fixed = [(b":status", b"200"), (b"content-type", content_type)]
+        self.date = b""
         self.tick()
+
+    def headers(self, body: bytes) -> list[tuple[bytes, bytes]]:
+        return [
+            *self._fixed,
+            (b"content-length", b"%d" % len(body)),
+            (b"server", b"h2-bare"),
+            (b"date", self.date),
+        ]
 
     def tick(self) -> None:
         """Recompute the date header now, and again at the start of the next second."""
         now = time.time()
-        self.headers = [*self._fixed, (b"date", formatdate(now, usegmt=True).encode())]
+        self.date = formatdate(now, usegmt=True).encode()
         asyncio.get_running_loop().call_later(1.0 - now % 1.0, self.tick)
 
 
@@ -164,11 +180,12 @@ class BareH2(asyncio.Protocol):
     # ------------------------------------------------------------ responses
     def _respond(self, stream_id: int) -> None:
         conn, response = self.conn, self.response
+        body = response.make_body()
         try:
-            conn.send_headers(stream_id, response.headers)
-            conn.send_data(stream_id, response.body, end_stream=True)
+            conn.send_headers(stream_id, response.headers(body))
+            conn.send_data(stream_id, body, end_stream=True)
         except FlowControlError:  # a window smaller than the body: send what fits as it opens
-            self.pending[stream_id] = memoryview(response.body)
+            self.pending[stream_id] = memoryview(body)
             self._flush_pending()
         except StreamClosedError:  # reset by the peer in this very batch
             pass
@@ -213,7 +230,7 @@ def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 
 async def serve(args: argparse.Namespace) -> None:
     host, _, port = args.bind.rpartition(":")
-    response = Response(*scenario_response(args.scenario))
+    response = Response(*scenario_response(args.scenario, fixed=args.fixed_body))
     context = tls_context(args.certfile, args.keyfile) if args.certfile else None
     live: set[BareH2] = set()
     loop = asyncio.get_running_loop()
@@ -237,6 +254,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", default="127.0.0.1:8443", help="HOST:PORT (default %(default)s)")
     parser.add_argument("--scenario", choices=("hello", "json"), default="hello")
+    parser.add_argument(
+        "--fixed-body", action="store_true", help="a body made once, not per request"
+    )
     parser.add_argument("--certfile", help="certificate chain (PEM): TLS with ALPN h2")
     parser.add_argument("--keyfile", help="its private key (PEM)")
     args = parser.parse_args()

@@ -72,7 +72,8 @@ SERVERS = {
         "does not reconnect)",
     ),
     "granian": Server(H2, "granian --http 2 --workers 1 --runtime-threads 1 --loop uvloop"),
-    "bare": Server(H2, "h2_bare.py: uvloop + h2, no ASGI layer"),
+    "bare": Server(H2, "h2_bare.py: uvloop + h2, no ASGI layer, the app's body work per request"),
+    "bare-fixed": Server(H2, "h2_bare.py --fixed-body: as bare, the body made once"),
 }
 
 
@@ -156,12 +157,13 @@ def server_argv(args: argparse.Namespace, name: str, app: str, port: int) -> lis
             *("--loop", "uvloop", "--no-access-log", "--log-level", "warning"),
             *("--ssl-certificate", cert, "--ssl-keyfile", key, f"apps:{app}"),
         ]
-    if name == "bare":
+    if name in ("bare", "bare-fixed"):
         return [
             sys.executable,
             str(HERE / "h2_bare.py"),
             *("--bind", f"127.0.0.1:{port}", "--scenario", app, "--certfile", cert),
             *("--keyfile", key),
+            *(["--fixed-body"] if name == "bare-fixed" else []),
         ]
     raise ValueError(name)
 
