@@ -174,6 +174,7 @@ def test_check_json_of_a_valid_file() -> None:
     assert report["listeners"]["public"] == {
         "bind": "127.0.0.1:8000",
         "routes": {"/chat": "chat", "/api": "api", "/": "pages"},
+        "sites": {},
     }
     assert report["listeners"]["hello"]["routes"] == {"/": "hello"}
 

@@ -270,6 +270,7 @@ def test_every_key_appears_in_the_reference():
         "logging": "[logging]",
         "listeners": "[listeners.NAME]",
         "apps": "[apps.NAME]",
+        "sites": "[sites.NAME]",
     }
     assert set(top) == set(model.HostConfig.model_fields)
     for name, header in top.items():

@@ -65,7 +65,7 @@ ROUTES = {
     ],
 )
 def test_resolve_picks_the_longest_prefix_on_segment_boundaries(path, name, prefix):
-    endpoint = compile_router({"routes": ROUTES}).resolve(path)
+    endpoint = compile_router({"routes": ROUTES}).resolve(path, None)
     assert endpoint is not None
     assert (endpoint.name, endpoint.prefix) == (name, prefix)
     assert endpoint.app is {**APPS, **BUILTINS}[name]
@@ -74,7 +74,7 @@ def test_resolve_picks_the_longest_prefix_on_segment_boundaries(path, name, pref
 @pytest.mark.parametrize("path", ["/", "/ap", "/apiary", "/other/api", "*", ""])
 def test_no_match_without_a_root_mount(path):
     router = compile_router({"routes": {"/api": "api", "/healthz": "@health"}})
-    assert router.resolve(path) is None
+    assert router.resolve(path, None) is None
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_root_path_composition(listener_root, app_root, path, root_path, proxy_p
         api={"root_path": app_root},
         site={"root_path": app_root},
     )
-    endpoint = router.resolve(path)
+    endpoint = router.resolve(path, None)
     assert endpoint is not None
     assert endpoint.root_path == root_path
     assert endpoint.proxy_prefix == proxy_prefix
@@ -104,7 +104,7 @@ def test_root_path_composition(listener_root, app_root, path, root_path, proxy_p
 
 def test_builtins_take_only_the_listener_root_path():
     router = compile_router({"routes": ROUTES, "root_path": "/px"}, site={"root_path": "/v1"})
-    endpoint = router.resolve("/healthz")
+    endpoint = router.resolve("/healthz", None)
     assert endpoint == Endpoint(
         name="@health",
         app=BUILTINS["@health"],
@@ -122,7 +122,7 @@ def test_app_settings_reach_the_endpoint():
         {"routes": ROUTES},
         api={"max_body_bytes": "1KiB", "websocket": {"max_message_bytes": 10}},
     )
-    endpoint = router.resolve("/api/x")
+    endpoint = router.resolve("/api/x", None)
     assert endpoint is not None
     assert endpoint.max_body_bytes == 1024
     assert endpoint.websocket is not None
@@ -131,7 +131,7 @@ def test_app_settings_reach_the_endpoint():
 
 def test_non_ascii_proxy_prefix_is_percent_encoded_for_raw_path():
     router = compile_router({"app": "site", "root_path": "/café"})
-    endpoint = router.resolve("/")
+    endpoint = router.resolve("/", None)
     assert endpoint is not None
     assert endpoint.proxy_prefix == "/café"
     assert endpoint.raw_proxy_prefix == b"/caf%C3%A9"
@@ -139,7 +139,7 @@ def test_non_ascii_proxy_prefix_is_percent_encoded_for_raw_path():
 
 def test_percent_encoded_prefixes_match_decoded_paths():
     router = compile_router({"routes": {"/caf%C3%A9": "site", "/api": "api"}})
-    endpoint = router.resolve("/café/menu")
+    endpoint = router.resolve("/café/menu", None)
     assert endpoint is not None
     assert endpoint.name == "site"
 
@@ -149,26 +149,26 @@ def test_percent_encoded_prefixes_match_decoded_paths():
 )
 def test_whole_port_is_a_fast_path(listener):
     router = compile_router(listener)
-    only = router.resolve("/")
+    only = router.resolve("/", None)
     assert only is not None
     assert only.name == "site"
     assert only.root_path == ""
     for path in ("/", "/anything/at/all", "*", ""):
-        assert router.resolve(path) is only
+        assert router.resolve(path, None) is only
     assert type(router).resolve is not Router.resolve  # no scan at all
 
 
 def test_whole_port_builtin():
     router = compile_router({"routes": {"/": "@metrics"}})
     assert type(router).resolve is not Router.resolve  # the fast path, as for apps
-    found = router.resolve("/metrics/anything")
+    found = router.resolve("/metrics/anything", None)
     assert found is not None
     assert found.name == "@metrics"
 
 
 def test_same_app_on_two_prefixes_gets_two_endpoints():
     router = compile_router({"routes": {"/a": "api", "/b": "api"}})
-    a, b = router.resolve("/a/x"), router.resolve("/b/x")
+    a, b = router.resolve("/a/x", None), router.resolve("/b/x", None)
     assert a is not None
     assert b is not None
     assert (a.root_path, b.root_path) == ("/a", "/b")
@@ -210,7 +210,7 @@ def test_resolve_agrees_with_the_naive_definition(prefixes, paths):
     router = Router.compile(table, model, APPS, settings(), BUILTINS)
     mounts = list(table.mounts)
     for path in paths:
-        endpoint = router.resolve(path)
+        endpoint = router.resolve(path, None)
         expected = naive(mounts, path)
         assert (endpoint.name if endpoint else None) == expected
         match = table.match(path)  # the plan's own matcher agrees too

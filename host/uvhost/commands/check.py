@@ -65,6 +65,13 @@ def _json_report(
             name: {
                 "bind": str(plan.config.listeners[name].bind),
                 "routes": {m.prefix or "/": m.target for m in table.mounts},
+                "sites": {
+                    site.name: {
+                        "hosts": list(site.hosts),
+                        "routes": {m.prefix or "/": m.target for m in site.mounts},
+                    }
+                    for site in table.sites
+                },
             }
             for name, table in plan.route_tables.items()
         }

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from uvhost.config.plan import Plan
+from uvhost.config.plan import Mount, Plan
 
 
 def render_summary(plan: Plan) -> RenderableType:
@@ -25,12 +25,25 @@ def _listener_tree(plan: Plan) -> Tree:
         label = Text.assemble((name, "bold cyan"), "  ", str(listener.bind), f"  ({scheme})")
         branch = tree.add(label)
         table = plan.route_tables[name]
-        width = max((len(mount.prefix or "/") for mount in table.mounts), default=1)
-        for mount in sorted(table.mounts, key=lambda m: m.prefix):
-            prefix = (mount.prefix or "/").ljust(width)
-            style = "magenta" if mount.is_builtin else "green"
-            branch.add(Text.assemble(prefix, " → ", (mount.target, style)))
+        for site in table.sites:
+            hosts = Text.assemble(
+                ("site ", "dim"), (site.name, "bold"), "  " + " ".join(site.hosts)
+            )
+            _add_mounts(branch.add(hosts), site.mounts)
+        if table.sites:
+            other = "other hosts" if table.mounts else "other hosts → 404"
+            _add_mounts(branch.add(Text(other, style="dim")), table.mounts)
+        else:
+            _add_mounts(branch, table.mounts)
     return tree
+
+
+def _add_mounts(branch: Tree, mounts: tuple[Mount, ...]) -> None:
+    width = max((len(mount.prefix or "/") for mount in mounts), default=1)
+    for mount in sorted(mounts, key=lambda m: m.prefix):
+        prefix = (mount.prefix or "/").ljust(width)
+        style = "magenta" if mount.is_builtin else "green"
+        branch.add(Text.assemble(prefix, " → ", (mount.target, style)))
 
 
 def _group_table(plan: Plan) -> Table:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from uvhost.config.errors import Problem, did_you_mean
+from uvhost.config.hostnames import parent_wildcard
 from uvhost.config.model import HostConfig, Listener, TlsSettings
 from uvhost.config.names import BUILTIN_TARGETS
 from uvhost.config.plan import components, normalise_prefix, requested_workers
@@ -35,8 +36,13 @@ def check_config(
     """All cross-field problems; `unvalidated_listeners` (raw tables) get their routes checked."""
     problems: list[Problem] = []
     known_apps = frozenset(config.apps) | unvalidated_apps
+    with_sites = {name for site in config.sites.values() for name in site.listeners}
     for name, listener in config.listeners.items():
-        problems.extend(check_routing(name, listener.app, listener.routes, known_apps))
+        problems.extend(
+            check_routing(
+                name, listener.app, listener.routes, known_apps, has_sites=name in with_sites
+            )
+        )
         problems.extend(_check_socket_options(name, listener))
         problems.extend(_check_protocols(name, listener))
         if listener.tls is not None:
@@ -44,7 +50,13 @@ def check_config(
     for name, raw in (unvalidated_listeners or {}).items():
         app, routes = raw.get("app"), raw.get("routes")
         if isinstance(app, str | None) and (routes is None or _is_str_map(routes)):
-            problems.extend(check_routing(name, app, routes, known_apps))
+            problems.extend(
+                check_routing(name, app, routes, known_apps, has_sites=name in with_sites)
+            )
+    for name, site in config.sites.items():
+        problems.extend(check_routing(name, site.app, site.routes, known_apps, section="sites"))
+        problems.extend(_check_site_listeners(config, name))
+    problems.extend(_check_host_claims(config))
     problems.extend(_check_bind_clashes(config))
     problems.extend(_check_worker_agreement(config))
     problems.extend(_check_unrouted_apps(config, unvalidated_listeners or {}))
@@ -58,22 +70,31 @@ def _is_str_map(value: object) -> bool:
 
 
 def check_routing(
-    name: str, app: str | None, routes: Mapping[str, str] | None, known_apps: frozenset[str]
+    name: str,
+    app: str | None,
+    routes: Mapping[str, str] | None,
+    known_apps: frozenset[str],
+    *,
+    section: str = "listeners",
+    has_sites: bool = False,
 ) -> Iterator[Problem]:
-    """What a listener serves: exactly one of app/routes, known targets, sound prefixes."""
-    here = ("listeners", name)
+    """What a listener (or a site) serves: exactly one of app/routes, known targets, sound
+    prefixes. A listener that sites are served on may have neither: other hosts get 404."""
+    here = (section, name)
+    what = "site" if section == "sites" else "listener"
     if app is not None and routes is not None:
         yield Problem(
-            f'listener "{name}" has both app and routes',
-            "use app to give the whole port to one app, or routes to mount apps by path, not both",
+            f'{what} "{name}" has both app and routes',
+            "use app to give every path to one app, or routes to mount apps by path, not both",
             (*here, "routes"),
             at="key",
         )
-    elif app is None and not routes:
+    elif app is None and not routes and (routes is not None or not has_sites):
         yield Problem(
-            f'listener "{name}" serves nothing'
+            f'{what} "{name}" serves nothing'
             + (": its routes table is empty" if routes is not None else ""),
-            'add app = "NAME" for the whole port, or routes = { "/" = "NAME" }',
+            'add app = "NAME" for every path, or routes = { "/" = "NAME" }'
+            + (" (or remove routes: hosts no site names then get 404)" if has_sites else ""),
             here if routes is None else (*here, "routes"),
             at="key",
         )
@@ -82,7 +103,7 @@ def check_routing(
     for prefix, target in (routes or {}).items():
         if target not in known_apps and target not in BUILTIN_TARGETS:
             yield _missing_app(target, (*here, "routes", prefix), known_apps)
-    yield from _check_prefixes(name, routes or {})
+    yield from _check_prefixes(here, routes or {})
 
 
 def _missing_app(app: str, path: tuple[str, ...], known_apps: frozenset[str]) -> Problem:
@@ -90,10 +111,10 @@ def _missing_app(app: str, path: tuple[str, ...], known_apps: frozenset[str]) ->
     return Problem(f'app "{app}" is not defined', hint, path)
 
 
-def _check_prefixes(name: str, routes: Mapping[str, str]) -> Iterator[Problem]:
+def _check_prefixes(here: tuple[str, str], routes: Mapping[str, str]) -> Iterator[Problem]:
     seen: dict[str, str] = {}
     for prefix in routes:
-        path = ("listeners", name, "routes", prefix)
+        path = (*here, "routes", prefix)
         reason = _malformed_prefix(prefix)
         if reason:
             yield Problem(
@@ -128,6 +149,50 @@ def _malformed_prefix(prefix: str) -> str:
     if any(segment in (".", "..") for segment in segments):
         return "contains a . or .. segment"
     return ""
+
+
+def _check_site_listeners(config: HostConfig, name: str) -> Iterator[Problem]:
+    for index, listener in enumerate(config.sites[name].listeners):
+        if listener not in config.listeners:
+            hint = did_you_mean(listener, frozenset(config.listeners))
+            yield Problem(
+                f'listener "{listener}" is not defined',
+                hint
+                or f"add a [listeners.{listener}] table, or name one of "
+                + ", ".join(sorted(config.listeners)),
+                ("sites", name, "listeners", index),
+            )
+
+
+def _check_host_claims(config: HostConfig) -> Iterator[Problem]:
+    """On one listener a host belongs to one site. An exact name that a wildcard of another
+    site would also match is fine (exact names win) but worth a word: it is a common
+    surprise when a tenant's subdomain stops reaching the wildcard's app."""
+    for listener in config.listeners:
+        claims: dict[str, str] = {}
+        sites = [(n, s) for n, s in config.sites.items() if listener in s.listeners]
+        for name, site in sites:
+            for index, host in enumerate(site.hosts):
+                owner = claims.setdefault(host, name)
+                if owner != name:
+                    yield Problem(
+                        f'host "{host}" is claimed by sites "{owner}" and "{name}" on listener '
+                        f'"{listener}"',
+                        "a host can belong to one site per listener; remove it from one of them",
+                        ("sites", name, "hosts", index),
+                    )
+        for name, site in sites:
+            for index, host in enumerate(site.hosts):
+                wildcard = parent_wildcard(host) if not host.startswith("*.") else ""
+                owner = claims.get(wildcard, name)
+                if owner != name:
+                    yield Problem(
+                        f'"{host}" goes to site "{name}", not to the wildcard "{wildcard}" of '
+                        f'site "{owner}", on listener "{listener}": exact names win',
+                        "nothing to do if that is meant; otherwise remove one of them",
+                        ("sites", name, "hosts", index),
+                        severity="warning",
+                    )
 
 
 def _check_socket_options(name: str, listener: Listener) -> Iterator[Problem]:
@@ -256,6 +321,7 @@ def _check_unrouted_apps(
     """
     named: set[str] = set()
     tables = [(listener.app, listener.routes) for listener in config.listeners.values()]
+    tables.extend((site.app, site.routes) for site in config.sites.values())
     tables.extend((raw.get("app"), raw.get("routes")) for raw in unvalidated_listeners.values())
     for app, routes in tables:
         targets = [app, *(routes.values() if isinstance(routes, Mapping) else ())]
@@ -269,7 +335,7 @@ def _check_unrouted_apps(
         if app not in named and app not in misspelt:
             yield Problem(
                 f'app "{app}" is not served by any listener',
-                "mount it with a listener's app or routes, or remove it",
+                "mount it with a listener's or a site's app or routes, or remove it",
                 ("apps", app),
                 at="key",
                 severity="warning",

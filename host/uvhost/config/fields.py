@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 
+from uvhost.config.hostnames import HostNameError, site_host
 from uvhost.config.types import (
     BIND_SCHEMA,
     BindAddress,
@@ -346,4 +347,45 @@ Protocols = Annotated[
             "uniqueItems": True,
         }
     ),
+]
+
+
+# ------------------------------------------------------------------ site hosts
+
+
+def parse_site_host(value: object) -> str:
+    """A host a site answers for, in the form requests are compared in (hostnames.py)."""
+    if not isinstance(value, str):
+        raise ConfigValueError(
+            f"expected a host name, got {show_value(value)}", 'write a name such as "example.com"'
+        )
+    try:
+        return site_host(value)
+    except HostNameError as error:
+        raise ConfigValueError(str(error), error.hint) from None
+
+
+def check_site_hosts(hosts: tuple[str, ...]) -> tuple[str, ...]:
+    """At least one, each once (after normalising: "Example.com" and "example.com." are one)."""
+    if not hosts:
+        raise ConfigValueError(
+            "a site needs at least one host", 'write hosts = ["example.com", "www.example.com"]'
+        )
+    for index, host in enumerate(hosts):
+        if host in hosts[:index]:
+            raise ConfigValueError(
+                f'"{host}" is listed twice', "list each host once", where=(index,)
+            )
+    return hosts
+
+
+SiteHost = Annotated[
+    str,
+    PlainValidator(parse_site_host),
+    WithJsonSchema({"type": "string", "pattern": r"^[^\s/@]+$"}),
+]
+SiteHosts = Annotated[
+    tuple[SiteHost, ...],
+    AfterValidator(check_site_hosts),
+    WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 1}),
 ]

@@ -40,6 +40,7 @@ from uvhost.config.fields import (
     IPNetwork,
     Protocols,
     RootPath,
+    SiteHosts,
     Workers,
 )
 from uvhost.config.names import BUILTIN_TARGETS
@@ -65,6 +66,10 @@ def _app_name(name: str) -> str:
     return check_name(name, "app")
 
 
+def _site_name(name: str) -> str:
+    return check_name(name, "site")
+
+
 def _route_target(target: str) -> str:
     if target.startswith("@") and target not in BUILTIN_TARGETS:
         raise ConfigValueError(
@@ -78,6 +83,9 @@ ListenerName = Annotated[
 ]
 AppName = Annotated[
     str, AfterValidator(_app_name), Field(json_schema_extra={"pattern": NAME_PATTERN})
+]
+SiteName = Annotated[
+    str, AfterValidator(_site_name), Field(json_schema_extra={"pattern": NAME_PATTERN})
 ]
 RouteTarget = Annotated[str, AfterValidator(_route_target)]
 # Only what an editor can tell from the text; `checks.py` judges the rest (//, . and ..).
@@ -280,14 +288,17 @@ class Listener(Section):
     )
     app: AppName | None = Field(
         None,
-        description="Serve this whole port with one app (use either `app` or `routes`).",
+        description="Serve this whole port with one app (use either `app` or `routes`). With "
+        "`[sites]` on this listener, it serves the hosts no site names.",
         examples=["site"],
     )
     routes: dict[RoutePrefix, RouteTarget] | None = Field(
         None,
         description="Path prefix → app name, or a built-in (`@health`, `@metrics`). The "
         "longest prefix matching on `/` boundaries wins; the app gets the prefix as "
-        "`root_path` and the full `path`.",
+        "`root_path` and the full `path`. With `[sites]` on this listener, these routes serve "
+        "the hosts no site names; a listener with sites may leave out both `app` and "
+        "`routes`, and then answers such hosts 404, as it answers a path no route serves.",
         examples=[{"/": "site", "/api": "api", "/healthz": "@health"}],
     )
     backlog: int = Field(
@@ -492,6 +503,38 @@ class AppSettings(Section):
     )
 
 
+class Site(Section):
+    """Requests for some host names, on some listeners, and what serves them.
+
+    A request's host (its Host header, or `:authority` on HTTP/2) is compared
+    without the port, case-insensitively, after IDNA: exact names first, then
+    a wildcard one label up, then the listener's own `app` or `routes`."""
+
+    hosts: SiteHosts = Field(
+        description='Host names this site answers for: exact names ("example.com"), '
+        'wildcards of one label ("*.example.com" matches "a.example.com", not '
+        '"example.com" nor "a.b.example.com") or IP addresses. Unicode names are matched '
+        "in their punycode form, as browsers send them.",
+        examples=[["example.com", "www.example.com"], ["*.example.com"]],
+    )
+    listeners: tuple[ListenerName, ...] = Field(
+        min_length=1,
+        description="The listeners this site is served on.",
+        examples=[["https"]],
+    )
+    app: AppName | None = Field(
+        None,
+        description="Serve every path of these hosts with one app (use either `app` or `routes`).",
+        examples=["shop"],
+    )
+    routes: dict[RoutePrefix, RouteTarget] | None = Field(
+        None,
+        description="Path prefix → app name or built-in for these hosts, matched exactly as "
+        "a listener's `routes` are.",
+        examples=[{"/": "shop", "/api": "api"}],
+    )
+
+
 class HostConfig(Section):
     """A whole uvhost.toml: the host, logging, listeners and apps."""
 
@@ -510,6 +553,11 @@ class HostConfig(Section):
         default_factory=dict,
         description="The ASGI apps, by name.",
         examples=[{"site": {"target": "myproject.main:app"}}],
+    )
+    sites: dict[SiteName, Site] = Field(
+        default_factory=dict,
+        description="Sites by name: several domains on one listener, each with its own apps.",
+        examples=[{"shop": {"hosts": ["example.com"], "listeners": ["https"], "app": "shop"}}],
     )
 
 

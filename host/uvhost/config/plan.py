@@ -13,6 +13,9 @@ Invariants:
 - Route prefixes are normalised once here (percent-decoded, no trailing
   slash, "/" becomes ""), and each table is ordered longest prefix first,
   so the router's first match on a `/` boundary is the longest match.
+- A site belongs to the route table of each listener it names: the
+  listener's own mounts serve the hosts no site names. Sites link their
+  apps to those listeners exactly as a listener's own routes do.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from uvhost.config.detach import detach
 from uvhost.config.names import BUILTIN_TARGETS
 
 if TYPE_CHECKING:  # workers import this module without pydantic (see detach.py)
-    from uvhost.config.model import HostConfig, Listener
+    from uvhost.config.model import HostConfig, Listener, Site
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +46,24 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteTable:
+    """One site's hosts (in hostnames.py's form) and mounts, longest prefix first."""
+
+    name: str
+    hosts: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RouteTable:
-    """A listener's mounts, longest prefix first; a whole-port app is one mount at ""."""
+    """A listener's mounts, longest prefix first; a whole-port app is one mount at "".
+
+    With sites, `mounts` serve the hosts no site names (and may be empty: those
+    hosts get 421)."""
 
     listener: str
     mounts: tuple[Mount, ...]
+    sites: tuple[SiteTable, ...] = ()
 
     def match(self, path: str) -> Mount | None:
         for mount in self.mounts:
@@ -98,11 +114,20 @@ def normalise_prefix(prefix: str) -> str:
     return unquote(prefix).rstrip("/")
 
 
-def listener_targets(listener: Listener) -> list[str]:
-    """Everything a listener serves, apps and built-ins, in the order written."""
+def listener_targets(listener: Listener | Site) -> list[str]:
+    """Everything a listener (or a site) serves, apps and built-ins, in the order written."""
     if listener.app is not None:
         return [listener.app]
     return list((listener.routes or {}).values())
+
+
+def served_targets(config: HostConfig, name: str) -> list[str]:
+    """Everything listener `name` serves, its sites' included."""
+    targets = listener_targets(config.listeners[name])
+    for site in config.sites.values():
+        if name in site.listeners:
+            targets += listener_targets(site)
+    return targets
 
 
 def components(config: HostConfig) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -115,9 +140,9 @@ def components(config: HostConfig) -> list[tuple[tuple[str, ...], tuple[str, ...
             node = parent[node]
         return node
 
-    for name, listener in config.listeners.items():
+    for name in config.listeners:
         find("L:" + name)
-        for target in listener_targets(listener):
+        for target in served_targets(config, name):
             if target in config.apps:
                 parent[find("A:" + target)] = find("L:" + name)
 
@@ -157,7 +182,10 @@ def build_plan(
         wanted = requested_workers(config, apps[0]) if apps else 1
         workers = max(1, cpu_count) if wanted == "auto" else int(wanted)
         groups.append(WorkerGroup(group_name(listeners, apps), listeners, apps, workers))
-    tables = {name: route_table(name, listener) for name, listener in config.listeners.items()}
+    tables = {
+        name: route_table(name, listener, config.sites)
+        for name, listener in config.listeners.items()
+    }
     return Plan(
         config,
         tuple(groups),
@@ -168,12 +196,24 @@ def build_plan(
     )
 
 
-def route_table(name: str, listener: Listener) -> RouteTable:
-    if listener.app is not None:
-        return RouteTable(name, (Mount("", listener.app),))
+def route_table(
+    name: str, listener: Listener, sites: Mapping[str, Site] | None = None
+) -> RouteTable:
+    """Listener `name`'s table, with those of `sites` that name it."""
+    own_sites = tuple(
+        SiteTable(site_name, tuple(site.hosts), mounts_of(site))
+        for site_name, site in (sites or {}).items()
+        if name in site.listeners
+    )
+    return RouteTable(name, mounts_of(listener), own_sites)
+
+
+def mounts_of(served: Listener | Site) -> tuple[Mount, ...]:
+    """The mounts of a listener's or a site's `app` or `routes`, longest prefix first."""
+    if served.app is not None:
+        return (Mount("", served.app),)
     mounts = [
-        Mount(normalise_prefix(prefix), target)
-        for prefix, target in (listener.routes or {}).items()
+        Mount(normalise_prefix(prefix), target) for prefix, target in (served.routes or {}).items()
     ]
     mounts.sort(key=lambda mount: len(mount.prefix), reverse=True)
-    return RouteTable(name, tuple(mounts))
+    return tuple(mounts)

@@ -22,6 +22,7 @@ from uvhost.config.model import (
     Http2Settings,
     Listener,
     LoggingSettings,
+    Site,
     TlsSettings,
     WebSocketSettings,
 )
@@ -38,6 +39,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[listeners.NAME.http2]", Http2Settings),
     ("[apps.NAME]", AppSettings),
     ("[apps.NAME.websocket]", WebSocketSettings),
+    ("[sites.NAME]", Site),
 )
 
 
@@ -55,7 +57,7 @@ def json_schema() -> dict[str, Any]:
     `workers = "${WORKERS}"` must pass here; the loader checks the result.
     """
     schema = HostConfig.model_json_schema(mode="validation")
-    for section in ("listeners", "apps"):
+    for section in ("listeners", "apps", "sites"):
         schema["properties"][section]["propertyNames"] = {"pattern": NAME_PATTERN}
     for definition in schema["$defs"].values():
         for name, field in definition.get("properties", {}).items():

@@ -328,6 +328,7 @@ class HttpProtocol(asyncio.Protocol):
             raw_path=raw_path,
             query=query,
             headers=self.headers,
+            host=self.host,
             client=self.client,
             server=self.server,
         )
@@ -410,6 +411,7 @@ class HttpProtocol(asyncio.Protocol):
                 break
         else:
             headers.append((b"host", authority))  # HTTP/1.0 may leave it out
+        self.host = authority  # the site too is the target's
         return raw_path, query
 
     def on_body(self, body: bytes) -> None:

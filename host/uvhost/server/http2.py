@@ -601,6 +601,7 @@ class Http2Protocol(asyncio.Protocol):
                 raw_path=raw_path,
                 query=query,
                 headers=fields,
+                host=head.host,
                 client=self.client,
                 server=self.server,
             )

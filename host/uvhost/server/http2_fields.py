@@ -46,6 +46,7 @@ class RequestHead(NamedTuple):
     fields: list[tuple[bytes, bytes]]  # what the app sees as headers, with `host`
     content_length: int  # -1: none given
     expect_continue: bool  # Expect: 100-continue
+    host: bytes  # the :authority, else the Host field (one of them is required)
 
 
 METHOD, SCHEME, PATH, AUTHORITY, PROTOCOL = range(5)
@@ -110,7 +111,7 @@ def request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
                 raise BadStreamError(f"connection-specific field {name!r} in an HTTP/2 request")
         fields.append(pair)
     method = _check_pseudo(pseudo)
-    _set_host(fields, host_at, pseudo[AUTHORITY])
+    host = _set_host(fields, host_at, pseudo[AUTHORITY])
     return RequestHead(
         method,
         pseudo[PATH] or b"",
@@ -118,6 +119,7 @@ def request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
         fields,
         content_length,
         expect_continue,
+        host,
     )
 
 
@@ -153,8 +155,9 @@ def _check_field(pair: tuple[bytes, bytes]) -> None:
     VALID_FIELDS.add(pair)
 
 
-def _set_host(fields: list[tuple[bytes, bytes]], host_at: int, authority: bytes | None) -> None:
-    """The `host` field apps read: the :authority when there is one, else a Host field."""
+def _set_host(fields: list[tuple[bytes, bytes]], host_at: int, authority: bytes | None) -> bytes:
+    """The `host` field apps read: the :authority when there is one, else a Host field;
+    returns it."""
     if authority is not None:
         if host_at < 0:
             fields.append((b"host", authority))
@@ -166,3 +169,4 @@ def _set_host(fields: list[tuple[bytes, bytes]], host_at: int, authority: bytes 
         raise BadStreamError("a request needs an :authority or a Host")
     if authority not in wire.VALID_HOSTS and not wire.valid_host(authority):
         raise BadStreamError("the request's authority is not a valid host[:port]")
+    return authority

@@ -16,6 +16,11 @@ Invariants:
   boundaries: "/api" serves "/api" and "/api/x", never "/apiary".
 - Paths are compared percent-decoded, as plan.py normalises prefixes, so
   "/caf%C3%A9" and "/café" are the same mount.
+- Hosts come first when a listener has sites (`SiteRouter`): the request's
+  Host bytes, exactly as sent, are one dict hit in a per-worker cache; a miss
+  brings the host to hostnames.py's form and looks it up exact, then as the
+  wildcard one label up, then falls back to the listener's own mounts. A
+  listener without sites never looks at the host.
 
 The root_path rule (Starlette's `Mount`, which FastAPI expects; ASGI says
 `path` includes `root_path`):
@@ -40,17 +45,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from uvhost.config.plan import RouteTable
+from uvhost.config.hostnames import parent_wildcard, request_host
+from uvhost.config.plan import Mount, RouteTable
 from uvhost.observe.stats import RouteStats
 from uvhost.server.asgi_types import ASGIApp, Scope
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
     from uvhost.config.model import AppSettings, Listener, WebSocketSettings
 
-__all__ = ["BUILTIN_MAX_BODY_BYTES", "Endpoint", "Router"]
+__all__ = ["BUILTIN_MAX_BODY_BYTES", "Endpoint", "Router", "SiteRouter"]
 
 BUILTIN_MAX_BODY_BYTES = 64 * 1024
 """Body limit of @health and @metrics: they read no body, so a small one suffices."""
+HOST_CACHE_SIZE = 4096
+"""Distinct Host values a site router remembers; a client inventing hosts empties it."""
 
 # Characters left as they are when a configured prefix is encoded for raw_path:
 # the RFC 3986 sub-delims and the ":@" allowed in a path segment.
@@ -103,23 +111,35 @@ class Router:
         builtins: Mapping[str, ASGIApp],
     ) -> Router:
         """Resolve every mount of `table` to its app; a missing app is a KeyError."""
-        endpoints = tuple(
-            _endpoint(
-                mount.prefix,
-                mount.target,
-                listener=listener,
-                apps=apps,
-                settings=settings,
-                builtins=builtins,
-            )
-            for mount in table.mounts
-        )
-        if len(endpoints) == 1 and not endpoints[0].prefix:
-            return _WholePort(endpoints)
-        return cls(endpoints)
 
-    def resolve(self, path: str) -> Endpoint | None:
-        """The endpoint for a percent-decoded request path, or None (answer 404)."""
+        def paths(mounts: tuple[Mount, ...]) -> Router:
+            endpoints = tuple(
+                _endpoint(
+                    mount.prefix,
+                    mount.target,
+                    listener=listener,
+                    apps=apps,
+                    settings=settings,
+                    builtins=builtins,
+                )
+                for mount in mounts
+            )
+            if len(endpoints) == 1 and not endpoints[0].prefix:
+                return _WholePort(endpoints)
+            return Router(endpoints)
+
+        own = paths(table.mounts)
+        if not table.sites:
+            return own
+        by_host = {}
+        for site in table.sites:
+            router = paths(site.mounts)
+            by_host.update(dict.fromkeys(site.hosts, router))
+        return SiteRouter(own, by_host)
+
+    def resolve(self, path: str, host: bytes | None) -> Endpoint | None:
+        """The endpoint for a percent-decoded request path, or None (answer 404). `host` is
+        the request's Host (or `:authority`) as sent, None when it has none."""
         for prefix, below, endpoint in self._scan:
             if path.startswith(below) or path == prefix:
                 return endpoint
@@ -135,8 +155,42 @@ class _WholePort(Router):
         super().__init__(endpoints)
         self._only = endpoints[0]
 
-    def resolve(self, path: str) -> Endpoint | None:
+    def resolve(self, path: str, host: bytes | None) -> Endpoint | None:
         return self._only
+
+
+class SiteRouter(Router):
+    """Host first, then path: a `Router` per site, the listener's own for other hosts."""
+
+    __slots__ = ("_by_host", "_cache", "_default")
+
+    def __init__(self, default: Router, by_host: dict[str, Router]) -> None:
+        routers = [default, *{id(r): r for r in by_host.values()}.values()]
+        super().__init__(tuple(e for router in routers for e in router.endpoints))
+        self._default = default
+        self._by_host = by_host
+        self._cache: dict[bytes | None, Router] = {None: default}
+
+    def resolve(self, path: str, host: bytes | None) -> Endpoint | None:
+        router = self._cache.get(host)
+        if router is None:
+            router = self.router_for(host)
+        return router.resolve(path, host)
+
+    def router_for(self, host: bytes | None) -> Router:
+        """The router of `host`'s site (exact name, then the wildcard one label up), or the
+        listener's own; remembered for the next request naming it the same way."""
+        if host is None:
+            return self._default
+        name = request_host(host)
+        by_host = self._by_host
+        router = by_host.get(name) or by_host.get(parent_wildcard(name)) or self._default
+        cache = self._cache
+        if len(cache) >= HOST_CACHE_SIZE:
+            cache.clear()
+            cache[None] = self._default
+        cache[host] = router
+        return router
 
 
 def _endpoint(

@@ -28,16 +28,19 @@ def http_scope(
     raw_path: bytes,
     query: bytes,
     headers: list[tuple[bytes, bytes]],
+    host: bytes | None,
     client: tuple[str, int] | None,
     server: tuple[str, int | None] | None,
 ) -> tuple[Scope, Endpoint | None]:
     """The scope and the endpoint its path resolves to (None: no route, a 404).
 
     `raw_path` is the target's path as sent (origin-form, or "*"); a path
-    that does not decode raises ValueError (the caller answers 400).
+    that does not decode raises ValueError (the caller answers 400). `host`
+    is the request's host as sent (Host, or the authority that stands for
+    it), checked valid by the protocol; the router picks the site by it.
     """
     path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
-    endpoint = context.router.resolve(path)
+    endpoint = context.router.resolve(path, host)
     scheme = context.scheme
     if context.proxies is not None:
         client, scheme = forwarded_client(headers, client, scheme, context.proxies)

@@ -1,0 +1,119 @@
+"""Host names as sites name them in the file and as requests name them on the wire.
+
+Why one module for both sides: a site matches a request only if both were
+brought to the same form, so the rule is written once. The config side
+(`site_host`) runs in the supervisor; the request side (`request_host`) runs
+in workers for each new Host value, so this module imports neither pydantic
+nor anything of the server.
+
+The common form: lower case ASCII, no port, no trailing dot, Unicode labels
+as their IDNA punycode ("bücher.example" is "xn--bcher-kva.example", which is
+what a browser sends), IPv6 literals in brackets as in a Host header. A
+wildcard is "*." followed by a name and stands for exactly one more label.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+MAX_NAME = 253  # RFC 1035 2.3.4, without the trailing dot
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")  # "_" as in service names
+
+
+class HostNameError(ValueError):
+    """A site host that cannot match any request; `hint` says what to write."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def site_host(text: str) -> str:
+    """The common form of a host a site claims: a name, "*.name", or an IP address."""
+    value = text.strip().lower().rstrip(".")
+    if not value:
+        raise HostNameError("an empty host", 'write a name such as "example.com"')
+    if any(char in value for char in "/@ \t"):
+        raise HostNameError(
+            f'"{text}" is not a host name',
+            "write the name alone: no scheme, path, port or user",
+        )
+    if value.startswith("[") or value.count(":") > 1:
+        return _ipv6(value, text)
+    if ":" in value:
+        raise HostNameError(
+            f'"{text}" has a port',
+            "a site matches its hosts on every port of its listeners; write the name alone",
+        )
+    wildcard = value.startswith("*.")
+    name = value[2:] if wildcard else value
+    if "*" in name:
+        raise HostNameError(
+            f'"{text}" has a * that is not the whole first label',
+            'a wildcard is "*." and a name, such as "*.example.com" (one label, any name)',
+        )
+    if not wildcard and _is_ipv4(name):
+        return name
+    ascii_name = _idna(name, text)
+    if len(ascii_name) > MAX_NAME:
+        raise HostNameError(f'"{text}" is longer than {MAX_NAME} characters', "")
+    bad = next((label for label in ascii_name.split(".") if not _LABEL.match(label)), None)
+    if bad is not None:
+        raise HostNameError(
+            f'"{text}" has the label "{bad}", which no host name has',
+            "labels are 1-63 letters, digits and hyphens, not starting or ending with one",
+        )
+    return "*." + ascii_name if wildcard else ascii_name
+
+
+def _ipv6(value: str, text: str) -> str:
+    inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        return f"[{ipaddress.IPv6Address(inner).compressed}]"
+    except ValueError:
+        raise HostNameError(
+            f'"{text}" is not a host name or IP address',
+            'an IPv6 address is written as in a URL, such as "[::1]", without a port',
+        ) from None
+
+
+def _is_ipv4(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _idna(name: str, text: str) -> str:
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise HostNameError(
+            f'"{text}" is not a valid internationalised name',
+            "check the name, or write its punycode (xn--) form",
+        ) from None
+
+
+def request_host(raw: bytes) -> str:
+    """The common form of a request's Host (or `:authority`), already checked valid by the
+    protocol: the port cut off, lower case, no trailing dot."""
+    text = raw.decode("latin-1")
+    if text.startswith("["):
+        end = text.find("]")
+        literal = text[1:end] if end > 0 else text[1:]
+        try:
+            return f"[{ipaddress.IPv6Address(literal).compressed}]"
+        except ValueError:
+            return text[: end + 1].lower()
+    host, _, _ = text.partition(":")
+    return host.lower().rstrip(".")
+
+
+def parent_wildcard(host: str) -> str:
+    """The wildcard that would match `host` ("a.example.com" -> "*.example.com"), or ""."""
+    _, dot, rest = host.partition(".")
+    return "*." + rest if dot and rest else ""
