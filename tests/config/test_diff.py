@@ -297,3 +297,15 @@ def test_changed_keys_walks_nested_tables() -> None:
     new = {"a": 1, "b": {"c": 3, "d": [1, 2]}, "new": 1}
     assert changed_keys(old, new, "p") == ("p.b.c", "p.b.d", "p.gone", "p.new")
     assert changed_keys(old, old, "") == ()
+
+
+def test_a_site_edit_rolls_only_the_group_serving_it() -> None:
+    """A host alias added to a site on "public" rolls api+site (its workers route by the
+    new table); "hello" serves no site and is left alone."""
+    site = {"hosts": ["example.com"], "listeners": ["public"], "app": "site"}
+    before = edited(**{"sites.shop": site})
+    after = edited(**{"sites.shop": {**site, "hosts": ["example.com", "www.example.com"]}})
+    result = diff(plan(before), plan(after))
+    assert kinds(result) == {"api+site": ChangeKind.GROUP_ROLLED, "hello": ChangeKind.UNTOUCHED}
+    [rolled] = result.of(ChangeKind.GROUP_ROLLED)
+    assert rolled.keys == ("sites.shop.hosts",)

@@ -150,6 +150,11 @@ def _fingerprint(plan: Plan, group: WorkerGroup) -> dict[str, Any]:
         "workers": group.workers,
         "listeners": {name: _dump(config.listeners[name]) for name in group.listeners},
         "apps": {name: _dump(config.apps[name]) for name in group.apps},
+        "sites": {  # a site edit rolls the groups serving it, and only those
+            name: _dump(site)
+            for name, site in config.sites.items()
+            if any(listener in group.listeners for listener in site.listeners)
+        },
         "environment": {name: dict(plan.app_environments.get(name, {})) for name in group.apps},
         "client_ca_files": {  # CAs can only be added to a live context, so a change rolls
             str(tls.client_ca): plan.file_digests.get(tls.client_ca)
