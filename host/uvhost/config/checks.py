@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import ssl
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 
 from uvhost.config.errors import Problem, did_you_mean
 from uvhost.config.hostnames import parent_wildcard
-from uvhost.config.model import HostConfig, Listener, TlsSettings
+from uvhost.config.model import HostConfig, Listener, SiteTlsSettings, TlsSettings
 from uvhost.config.names import BUILTIN_TARGETS
 from uvhost.config.plan import components, normalise_prefix, requested_workers
 from uvhost.config.types import BindAddress, SystemdBind, TcpBind, UnixBind
@@ -56,6 +57,8 @@ def check_config(
     for name, site in config.sites.items():
         problems.extend(check_routing(name, site.app, site.routes, known_apps, section="sites"))
         problems.extend(_check_site_listeners(config, name))
+        if site.tls is not None:
+            problems.extend(_check_site_tls(config, name))
     problems.extend(_check_host_claims(config))
     problems.extend(_check_bind_clashes(config))
     problems.extend(_check_worker_agreement(config))
@@ -162,6 +165,71 @@ def _check_site_listeners(config: HostConfig, name: str) -> Iterator[Problem]:
                 + ", ".join(sorted(config.listeners)),
                 ("sites", name, "listeners", index),
             )
+
+
+def _check_site_tls(config: HostConfig, name: str) -> Iterator[Problem]:
+    site = config.sites[name]
+    assert site.tls is not None  # noqa: S101  (the caller checked)
+    here = ("sites", name, "tls")
+    found = list(_check_tls(here, site.tls))
+    yield from found
+    tls_listeners = [
+        listener
+        for listener in site.listeners
+        if listener in config.listeners and config.listeners[listener].tls is not None
+    ]
+    if not tls_listeners:
+        yield Problem(
+            f'site "{name}" has a certificate, but none of its listeners serves TLS',
+            "give one of its listeners a [listeners.NAME.tls] table (its own certificate is "
+            "the default), or remove the site's tls",
+            here,
+            at="key",
+            severity="warning",
+        )
+    if found:
+        return
+    names = certificate_names(site.tls.certificate)
+    for index, host in enumerate(site.hosts):
+        if names is not None and not any(covers(pattern, host) for pattern in names):
+            yield Problem(
+                f'the certificate of site "{name}" is not for "{host}" (it names '
+                f"{', '.join(names) or 'no DNS name'})",
+                "clients will refuse it for that host: add the name to the certificate, or "
+                "serve the host from a site with a certificate for it",
+                ("sites", name, "hosts", index),
+                severity="warning",
+            )
+
+
+def certificate_names(path: Path) -> list[str] | None:
+    """The DNS names and IP addresses a PEM certificate is for (its subjectAltName), or
+    None when they cannot be read here (the check is then skipped, never guessed)."""
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is None:
+        return None
+    try:
+        decoded = decode(str(path))
+    except (ssl.SSLError, OSError, ValueError):
+        return None
+    names = []
+    for kind, value in decoded.get("subjectAltName", ()):
+        text = str(value).lower()
+        if kind == "DNS":
+            names.append(text)
+        elif kind == "IP Address":
+            names.append(f"[{ipaddress.IPv6Address(text).compressed}]" if ":" in text else text)
+    return names
+
+
+def covers(pattern: str, host: str) -> bool:
+    """Whether a certificate name covers a site host (RFC 6125: a wildcard stands for one
+    whole label; a site wildcard needs the same wildcard)."""
+    if pattern == host:
+        return True
+    return (
+        pattern.startswith("*.") and not host.startswith("*.") and parent_wildcard(host) == pattern
+    )
 
 
 def _check_host_claims(config: HostConfig) -> Iterator[Problem]:
@@ -401,7 +469,11 @@ def _readable(path: Path, key_path: tuple[str | int, ...], what: str) -> Iterato
         )
 
 
-def _check_tls(here: tuple[str, ...], tls: TlsSettings) -> Iterator[Problem]:
+def _check_tls(here: tuple[str, ...], tls: TlsSettings | SiteTlsSettings) -> Iterator[Problem]:
+    if isinstance(tls, SiteTlsSettings):  # the pair alone; the rest is the listener's
+        tls = TlsSettings.model_construct(
+            certificate=tls.certificate, private_key=tls.private_key, password=tls.password
+        )
     files = [
         ("certificate", tls.certificate, "certificate file"),
         ("private_key", tls.private_key, "private key file"),

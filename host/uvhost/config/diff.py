@@ -96,6 +96,9 @@ def _certificate_changes(old: Plan, new: Plan, so_far: list[Change]) -> list[Cha
             if tls is None:
                 continue
             files = [p for p in (tls.certificate, tls.private_key) if p is not None]
+            for site in new.config.sites.values():  # a listener reloads its sites' pairs too
+                if site.tls is not None and name in site.listeners:
+                    files += [p for p in (site.tls.certificate, site.tls.private_key) if p]
             moved = [str(p) for p in files if old.file_digests.get(p) != new.file_digests.get(p)]
             if moved:
                 changes.append(Change(ChangeKind.CERTIFICATE_RELOADED, name, tuple(moved)))

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 MAX_NAME = 253  # RFC 1035 2.3.4, without the trailing dot
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")  # "_" as in service names
@@ -117,3 +120,47 @@ def parent_wildcard(host: str) -> str:
     """The wildcard that would match `host` ("a.example.com" -> "*.example.com"), or ""."""
     _, dot, rest = host.partition(".")
     return "*." + rest if dot and rest else ""
+
+
+class HostTable(Generic[T]):
+    """Values by host: exact names, then the wildcard one label up, then a default.
+
+    `for_request` takes a Host (or `:authority`) as sent and remembers the answer
+    in a bounded dict keyed by those bytes, so a request naming a host seen
+    before costs one dict hit; a client inventing hosts only empties it.
+    """
+
+    __slots__ = ("_by_host", "_cache", "default")
+
+    CACHE_SIZE = 4096
+
+    def __init__(self, default: T, by_host: dict[str, T]) -> None:
+        self.default = default
+        self._by_host = by_host
+        self._cache: dict[bytes | None, T] = {None: default}
+
+    def values(self) -> list[T]:
+        """The default and every value named for a host, each once."""
+        return [self.default, *{id(v): v for v in self._by_host.values()}.values()]
+
+    def for_name(self, name: str) -> T:
+        """`name` in this module's form."""
+        by_host = self._by_host
+        found = by_host.get(name)
+        if found is None:
+            found = by_host.get(parent_wildcard(name))
+        return self.default if found is None else found
+
+    def for_request(self, host: bytes | None) -> T:
+        cache = self._cache
+        try:
+            return cache[host]
+        except KeyError:
+            if host is None:  # cached, unless a subclass emptied the cache
+                return self.default
+        value = self.for_name(request_host(host))
+        if len(cache) >= self.CACHE_SIZE:
+            cache.clear()
+            cache[None] = self.default
+        cache[host] = value
+        return value

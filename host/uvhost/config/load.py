@@ -218,6 +218,9 @@ def _tls_files(config: HostConfig) -> list[Path]:
         tls = listener.tls
         if tls is not None:
             files.extend(p for p in (tls.certificate, tls.private_key, tls.client_ca) if p)
+    for site in config.sites.values():
+        if site.tls is not None:
+            files.extend(p for p in (site.tls.certificate, site.tls.private_key) if p)
     return files
 
 

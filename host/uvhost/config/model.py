@@ -234,6 +234,34 @@ class TlsSettings(Section):
         return None if password is None else "********"
 
 
+class SiteTlsSettings(Section):
+    """A site's own certificate, picked by SNI on the TLS listeners it is served on. The rest
+    of TLS (versions, ciphers, client certificates, ALPN) is the listener's: a handshake
+    agrees on those before the server name is known."""
+
+    certificate: ConfigPath = Field(
+        description="PEM certificate chain for the site's hosts: the server certificate "
+        "first, then intermediates. It should name every host of the site (`uvhost check` "
+        "warns when it does not).",
+        examples=["certs/example.com.pem"],
+    )
+    private_key: ConfigPath | None = Field(
+        None,
+        description="PEM private key; leave out when the key is inside the certificate file.",
+        examples=["certs/example.com.key"],
+    )
+    password: SecretStr | None = Field(
+        None,
+        description="Password of an encrypted private key; use `${VAR}`. Masked in "
+        "`uvhost config`.",
+        examples=["${SHOP_KEY_PASSWORD}"],
+    )
+
+    @field_serializer("password")
+    def _mask_password(self, password: SecretStr | None) -> str | None:
+        return None if password is None else "********"
+
+
 HTTP2_MAX = 2**31 - 1
 """The largest HTTP/2 stream count and flow-control window (RFC 9113 6.5.2, 6.9.1)."""
 
@@ -532,6 +560,15 @@ class Site(Section):
         description="Path prefix → app name or built-in for these hosts, matched exactly as "
         "a listener's `routes` are.",
         examples=[{"/": "shop", "/api": "api"}],
+    )
+    tls: SiteTlsSettings | None = Field(
+        None,
+        description="This site's certificate on its TLS listeners, chosen by the name the "
+        "client asks for in the handshake (SNI): exact names, then wildcards, then the "
+        "listener's own certificate. A request for a host whose certificate differs from "
+        "the one its connection was made with gets 421 Misdirected Request, so a reused "
+        "connection never crosses sites.",
+        examples=[{"certificate": "certs/shop.pem", "private_key": "certs/shop.key"}],
     )
 
 

@@ -23,6 +23,7 @@ from uvhost.config.model import (
     Listener,
     LoggingSettings,
     Site,
+    SiteTlsSettings,
     TlsSettings,
     WebSocketSettings,
 )
@@ -40,6 +41,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[apps.NAME]", AppSettings),
     ("[apps.NAME.websocket]", WebSocketSettings),
     ("[sites.NAME]", Site),
+    ("[sites.NAME.tls]", SiteTlsSettings),
 )
 
 

@@ -23,7 +23,8 @@ from uvhost.observe.stats import RouteStats
 from uvhost.server import wire
 from uvhost.server.flow import TurnWriter, WriteFlow, delivery_mark
 from uvhost.server.proxy import TrustedProxies
-from uvhost.server.router import Router
+from uvhost.server.router import Endpoint, Router, misdirected_endpoint
+from uvhost.server.tls import CertificateChooser
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
     from uvhost.config.model import Listener
@@ -94,6 +95,10 @@ class ListenerContext:
     """TLS with h2 allowed: a connection whose ALPN chose h2 becomes HTTP/2."""
     h2c: bool = False
     """Cleartext with h2 allowed: a connection that opens with the HTTP/2 preface is HTTP/2."""
+    sni: CertificateChooser | None = None
+    """Set when sites on this TLS listener have certificates of their own."""
+    misdirected: Endpoint | None = None
+    """With `sni`: the host's 421 for a request its connection's certificate is not for."""
 
     def __post_init__(self) -> None:
         listener = self.settings
@@ -107,6 +112,8 @@ class ListenerContext:
         self.http1 = "http/1.1" in protocols
         self.alpn_h2 = "h2" in protocols and self.scheme == "https"
         self.h2c = "h2" in protocols and self.scheme != "https"
+        if self.sni is not None:
+            self.misdirected = misdirected_endpoint(self.unrouted)
         self.refresh_preamble()
 
     def refresh_preamble(self) -> None:

@@ -119,6 +119,7 @@ class HttpProtocol(asyncio.Protocol):
         self.close_after_response = False
         self.last_request_read = False  # the client said it sends no more (close, HTTP/1.0)
         self.keeps_alive = True  # what the current request's head said, read once
+        self.certificate: object = None  # the TLS context SNI chose (listeners with sites)
 
     # ----------------------------------------------------------- connection
 
@@ -139,6 +140,9 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = self.loop.time()
         if self.context.draining:  # accepted (or handshaken) just as draining began
             self.close_after_response = True
+        if self.context.sni is not None:
+            ssl_object = self.transport.get_extra_info("ssl_object")
+            self.certificate = ssl_object.context if ssl_object is not None else None
         if self.context.alpn_h2 and _alpn(self.transport) == "h2":
             self._switch_to_http2(b"")
 
@@ -329,6 +333,7 @@ class HttpProtocol(asyncio.Protocol):
             query=query,
             headers=self.headers,
             host=self.host,
+            certificate=self.certificate,
             client=self.client,
             server=self.server,
         )
@@ -478,6 +483,7 @@ class HttpProtocol(asyncio.Protocol):
         self.reading_done = True
         self.context.connections.discard(self)
         http2 = Http2Protocol(self.context, self.loop, self.client, self.server)
+        http2.certificate = self.certificate
         http2.take_over(transport, data)
 
     def _pause_for_good(self) -> None:

@@ -419,6 +419,7 @@ class Http2Protocol(asyncio.Protocol):
         settings = context.settings
         self.pending_limit = 2 * settings.http2.max_frame_size + settings.max_header_bytes + 64
         self.pinged = False  # a keep-alive PING is out, unanswered
+        self.certificate: object = None  # the TLS context SNI chose (listeners with sites)
 
     # ----------------------------------------------------------- connection
 
@@ -602,6 +603,7 @@ class Http2Protocol(asyncio.Protocol):
                 query=query,
                 headers=fields,
                 host=head.host,
+                certificate=self.certificate,
                 client=self.client,
                 server=self.server,
             )

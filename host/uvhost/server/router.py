@@ -17,10 +17,10 @@ Invariants:
 - Paths are compared percent-decoded, as plan.py normalises prefixes, so
   "/caf%C3%A9" and "/café" are the same mount.
 - Hosts come first when a listener has sites (`SiteRouter`): the request's
-  Host bytes, exactly as sent, are one dict hit in a per-worker cache; a miss
-  brings the host to hostnames.py's form and looks it up exact, then as the
-  wildcard one label up, then falls back to the listener's own mounts. A
-  listener without sites never looks at the host.
+  Host bytes, exactly as sent, are one dict hit in a per-worker cache
+  (`hostnames.HostTable`); a miss brings the host to hostnames.py's form and
+  looks it up exact, then as the wildcard one label up, then falls back to
+  the listener's own mounts. A listener without sites never looks at the host.
 
 The root_path rule (Starlette's `Mount`, which FastAPI expects; ASGI says
 `path` includes `root_path`):
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from uvhost.config.hostnames import parent_wildcard, request_host
+from uvhost.config.hostnames import HostTable
 from uvhost.config.plan import Mount, RouteTable
 from uvhost.observe.stats import RouteStats
 from uvhost.server.asgi_types import ASGIApp, Scope
@@ -57,7 +57,7 @@ __all__ = ["BUILTIN_MAX_BODY_BYTES", "Endpoint", "Router", "SiteRouter"]
 
 BUILTIN_MAX_BODY_BYTES = 64 * 1024
 """Body limit of @health and @metrics: they read no body, so a small one suffices."""
-HOST_CACHE_SIZE = 4096
+HOST_CACHE_SIZE = HostTable.CACHE_SIZE
 """Distinct Host values a site router remembers; a client inventing hosts empties it."""
 
 # Characters left as they are when a configured prefix is encoded for raw_path:
@@ -162,35 +162,15 @@ class _WholePort(Router):
 class SiteRouter(Router):
     """Host first, then path: a `Router` per site, the listener's own for other hosts."""
 
-    __slots__ = ("_by_host", "_cache", "_default")
+    __slots__ = ("_router_for",)
 
     def __init__(self, default: Router, by_host: dict[str, Router]) -> None:
-        routers = [default, *{id(r): r for r in by_host.values()}.values()]
-        super().__init__(tuple(e for router in routers for e in router.endpoints))
-        self._default = default
-        self._by_host = by_host
-        self._cache: dict[bytes | None, Router] = {None: default}
+        table = HostTable(default, by_host)
+        super().__init__(tuple(e for router in table.values() for e in router.endpoints))
+        self._router_for = table.for_request
 
     def resolve(self, path: str, host: bytes | None) -> Endpoint | None:
-        router = self._cache.get(host)
-        if router is None:
-            router = self.router_for(host)
-        return router.resolve(path, host)
-
-    def router_for(self, host: bytes | None) -> Router:
-        """The router of `host`'s site (exact name, then the wildcard one label up), or the
-        listener's own; remembered for the next request naming it the same way."""
-        if host is None:
-            return self._default
-        name = request_host(host)
-        by_host = self._by_host
-        router = by_host.get(name) or by_host.get(parent_wildcard(name)) or self._default
-        cache = self._cache
-        if len(cache) >= HOST_CACHE_SIZE:
-            cache.clear()
-            cache[None] = self._default
-        cache[host] = router
-        return router
+        return self._router_for(host).resolve(path, host)
 
 
 def _endpoint(
@@ -225,11 +205,19 @@ def _endpoint(
 
 async def not_found(scope: Scope, receive: Any, send: Any) -> None:
     """What a listener answers when no route matches: the host's own 404."""
-    body = b"Not Found\n"
+    await _answer(send, 404, b"Not Found\n")
+
+
+async def misdirected(scope: Scope, receive: Any, send: Any) -> None:
+    """A request for a host whose certificate is not the one its connection was made with."""
+    await _answer(send, 421, b"Misdirected Request: open a connection for this host\n")
+
+
+async def _answer(send: Any, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 404,
+            "status": status,
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", b"%d" % len(body)),
@@ -237,3 +225,17 @@ async def not_found(scope: Scope, receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def misdirected_endpoint(stats: RouteStats) -> Endpoint:
+    """The 421 as an endpoint, counted with the listener's unrouted requests (`stats`)."""
+    return Endpoint(
+        name="@misdirected",
+        app=misdirected,
+        prefix="",
+        root_path="",
+        proxy_prefix="",
+        max_body_bytes=BUILTIN_MAX_BODY_BYTES,
+        websocket=None,
+        stats=stats,
+    )

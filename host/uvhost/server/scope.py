@@ -29,6 +29,7 @@ def http_scope(
     query: bytes,
     headers: list[tuple[bytes, bytes]],
     host: bytes | None,
+    certificate: object,
     client: tuple[str, int] | None,
     server: tuple[str, int | None] | None,
 ) -> tuple[Scope, Endpoint | None]:
@@ -38,9 +39,16 @@ def http_scope(
     that does not decode raises ValueError (the caller answers 400). `host`
     is the request's host as sent (Host, or the authority that stands for
     it), checked valid by the protocol; the router picks the site by it.
+    `certificate` is the TLS context the connection's handshake chose: on a
+    listener whose sites have certificates of their own, a host served with
+    another one is misdirected (RFC 9110 15.5.20: 421, the client retries on
+    a connection of its own).
     """
     path = raw_path.decode("ascii") if b"%" not in raw_path else unquote(raw_path.decode())
     endpoint = context.router.resolve(path, host)
+    sni = context.sni
+    if sni is not None and sni.certificate_for(host) is not certificate:
+        endpoint = context.misdirected
     scheme = context.scheme
     if context.proxies is not None:
         client, scheme = forwarded_client(headers, client, scheme, context.proxies)

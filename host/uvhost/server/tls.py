@@ -24,13 +24,21 @@ from __future__ import annotations
 import ssl
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from uvhost.config.hostnames import HostTable
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
-    from uvhost.config.model import TlsSettings
+    from uvhost.config.model import SiteTlsSettings, TlsSettings
 
 
-__all__ = ["ALPN_PROTOCOLS", "TlsSetupError", "build_context"]
+__all__ = [
+    "ALPN_PROTOCOLS",
+    "CertificateChooser",
+    "TlsSetupError",
+    "build_context",
+    "build_site_context",
+]
 
 ALPN_PROTOCOLS = ("h2", "http/1.1")  # by preference
 
@@ -83,18 +91,50 @@ def build_context(settings: TlsSettings, protocols: Collection[str]) -> ssl.SSLC
     return context
 
 
-def reload_certificate(context: ssl.SSLContext, settings: TlsSettings) -> None:
+def build_site_context(
+    listener: TlsSettings, site: SiteTlsSettings, protocols: Collection[str]
+) -> ssl.SSLContext:
+    """The listener's context with the site's certificate: versions, ciphers, client
+    certificates and ALPN must be the listener's, since a handshake settles them before
+    the SNI callback swaps the context in. Raises TlsSetupError."""
+    context = build_context(listener, protocols)
+    _load_chain(context, site)
+    return context
+
+
+def reload_certificate(context: ssl.SSLContext, settings: TlsSettings | SiteTlsSettings) -> None:
     """Load a replaced certificate and key into a live context; raises TlsSetupError.
 
     OpenSSL gives the new pair to handshakes that start afterwards; open
     connections keep theirs. The files are first checked on a scratch
     context, so a bad file leaves the live one untouched.
     """
-    build_context(settings, ())
+    _load_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), settings)
     _load_chain(context, settings)
 
 
-def _load_chain(context: ssl.SSLContext, settings: TlsSettings) -> None:
+class CertificateChooser:
+    """The SNI callback of a listener with site certificates, and the rule that a request
+    must name a host its connection's certificate was chosen for (else 421). Both look
+    names up in one `HostTable`: exact, then wildcard, then the listener's own context.
+    """
+
+    def __init__(self, default: ssl.SSLContext, by_host: dict[str, ssl.SSLContext]) -> None:
+        self.table = HostTable(default, by_host)
+        self.certificate_for = self.table.for_request
+        """The context a request for a host (bytes as sent) must have been made with."""
+        default.sni_callback = self.choose
+
+    def choose(self, tls: Any, server_name: str | None, initial: ssl.SSLContext) -> None:
+        """OpenSSL's servername callback: swap in the site's context (None: go on). The
+        name is text, an IDNA A-label."""
+        if server_name is not None:
+            chosen = self.table.for_name(server_name.lower().rstrip("."))
+            if chosen is not initial:
+                tls.context = chosen
+
+
+def _load_chain(context: ssl.SSLContext, settings: TlsSettings | SiteTlsSettings) -> None:
     secret = settings.password.get_secret_value() if settings.password is not None else ""
     asked: list[bool] = []
 

@@ -21,9 +21,12 @@ import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvhost.config.plan import Plan, WorkerGroup
+
+if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
+    from uvhost.config.model import SiteTlsSettings, TlsSettings
 from uvhost.observe import stats
 from uvhost.observe.stats import Key, Open, Sample
 from uvhost.server.access_log import AccessLogger
@@ -34,7 +37,13 @@ from uvhost.server.http import HttpProtocol
 from uvhost.server.http2 import Http2Protocol
 from uvhost.server.lifespan import Lifespan, LifespanFailure
 from uvhost.server.router import Router
-from uvhost.server.tls import TlsSetupError, build_context, reload_certificate
+from uvhost.server.tls import (
+    CertificateChooser,
+    TlsSetupError,
+    build_context,
+    build_site_context,
+    reload_certificate,
+)
 from uvhost.server.websocket import WebSocketProtocol
 from uvhost.server.ws_h2 import StreamTransport
 
@@ -57,6 +66,8 @@ class Worker:
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
     budget: RequestBudget = field(default_factory=RequestBudget)
     certificates: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    site_certificates: list[tuple[str, str, ssl.SSLContext]] = field(default_factory=list)
+    """(listener, site, context) for each site certificate served by SNI."""
     _clock: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -110,10 +121,12 @@ class Worker:
             self.plan.route_tables[name], settings, apps, self.plan.config.apps, self.builtins
         )
         tls: ssl.SSLContext | None = None
+        sni: CertificateChooser | None = None
         if settings.tls is not None:
             try:
                 tls = build_context(settings.tls, settings.protocols)
                 self.certificates[name] = tls
+                sni = self._site_certificates(name, settings.tls, tls)
             except TlsSetupError as error:
                 raise WorkerStartupError(f'listener "{name}": {error}') from error
         context = ListenerContext(
@@ -124,6 +137,7 @@ class Worker:
             states,
             access_log=access,
             budget=self.budget,
+            sni=sni,
         )
         context.next_tick = loop.time() + TICK  # before the first tick, which comes later
         self.contexts.append(context)
@@ -189,18 +203,50 @@ class Worker:
                 connection.check_timeouts(now)
         self._clock = loop.call_later(TICK, self._tick)
 
-    def reload_certificates(self, listeners: Sequence[str]) -> None:
-        """New certificate and key files, loaded in place; a bad pair keeps the old one."""
-        for name in listeners:
-            context, settings = self.certificates.get(name), self.plan.config.listeners[name].tls
-            if context is None or settings is None:
+    def _site_certificates(
+        self, listener: str, tls: TlsSettings, default: ssl.SSLContext
+    ) -> CertificateChooser | None:
+        """One context per site certificate on this TLS listener, chosen by SNI; None when
+        no site here has a certificate of its own. Raises TlsSetupError."""
+        config = self.plan.config
+        protocols = config.listeners[listener].protocols
+        by_host: dict[str, ssl.SSLContext] = {}
+        for site_name, site in config.sites.items():
+            if site.tls is None or listener not in site.listeners:
                 continue
             try:
-                reload_certificate(context, settings)
+                context = build_site_context(tls, site.tls, protocols)
             except TlsSetupError as error:
-                logger.error('listener "%s" keeps its certificate: %s', name, error)
-            else:
-                logger.info('listener "%s": certificate reloaded', name)
+                raise TlsSetupError(f'site "{site_name}": {error}') from error
+            self.site_certificates.append((listener, site_name, context))
+            by_host.update(dict.fromkeys(site.hosts, context))
+        return CertificateChooser(default, by_host) if by_host else None
+
+    def reload_certificates(self, listeners: Sequence[str]) -> None:
+        """New certificate and key files, loaded in place; a bad pair keeps the old one.
+        A listener's sites reload theirs with it (unchanged files load the same pair)."""
+        config = self.plan.config
+        for name in listeners:
+            context, settings = self.certificates.get(name), config.listeners[name].tls
+            if context is None or settings is None:
+                continue
+            pairs: list[tuple[str, ssl.SSLContext, TlsSettings | SiteTlsSettings | None]] = [
+                (f'listener "{name}"', context, settings)
+            ]
+            pairs += [
+                (f'site "{site}" on listener "{name}"', site_context, config.sites[site].tls)
+                for listener, site, site_context in self.site_certificates
+                if listener == name
+            ]
+            for who, live, files in pairs:
+                if files is None:  # the site lost its certificate: that edit rolls the group
+                    continue
+                try:
+                    reload_certificate(live, files)
+                except TlsSetupError as error:
+                    logger.error("%s keeps its certificate: %s", who, error)
+                else:
+                    logger.info("%s: certificate reloaded", who)
 
     async def drain(self, code: int = 1001) -> None:
         """`code` closes open WebSockets: 1001 when the host stops, 1012 on a roll."""
