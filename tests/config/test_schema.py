@@ -271,6 +271,8 @@ def test_every_key_appears_in_the_reference():
         "listeners": "[listeners.NAME]",
         "apps": "[apps.NAME]",
         "sites": "[sites.NAME]",
+        "redirects": "[redirects.NAME]",
+        "answers": "[answers.NAME]",
     }
     assert set(top) == set(model.HostConfig.model_fields)
     for name, header in top.items():

@@ -36,7 +36,9 @@ def check_config(
 ) -> list[Problem]:
     """All cross-field problems; `unvalidated_listeners` (raw tables) get their routes checked."""
     problems: list[Problem] = []
-    known_apps = frozenset(config.apps) | unvalidated_apps
+    known_apps = (
+        frozenset(config.apps) | frozenset(config.redirects) | frozenset(config.answers)
+    ) | unvalidated_apps
     with_sites = {name for site in config.sites.values() for name in site.listeners}
     for name, listener in config.listeners.items():
         problems.extend(
@@ -60,6 +62,8 @@ def check_config(
         if site.tls is not None:
             problems.extend(_check_site_tls(config, name))
     problems.extend(_check_host_claims(config))
+    problems.extend(_check_target_names(config))
+    problems.extend(_check_answers(config))
     problems.extend(_check_bind_clashes(config))
     problems.extend(_check_worker_agreement(config))
     problems.extend(_check_unrouted_apps(config, unvalidated_listeners or {}))
@@ -110,7 +114,7 @@ def check_routing(
 
 
 def _missing_app(app: str, path: tuple[str, ...], known_apps: frozenset[str]) -> Problem:
-    hint = did_you_mean(app, known_apps) or f"add an [apps.{app}] table"
+    hint = did_you_mean(app, known_apps) or f"add an [apps.{app}] (or [redirects.{app}]) table"
     return Problem(f'app "{app}" is not defined', hint, path)
 
 
@@ -164,6 +168,33 @@ def _check_site_listeners(config: HostConfig, name: str) -> Iterator[Problem]:
                 or f"add a [listeners.{listener}] table, or name one of "
                 + ", ".join(sorted(config.listeners)),
                 ("sites", name, "listeners", index),
+            )
+
+
+def _check_target_names(config: HostConfig) -> Iterator[Problem]:
+    """Apps, redirects and answers are route targets by name: one name, one target."""
+    seen = dict.fromkeys(config.apps, "apps")
+    for section in ("redirects", "answers"):
+        for name in getattr(config, section):
+            other = seen.setdefault(name, section)
+            if other != section:
+                yield Problem(
+                    f'"{name}" names both [{other}.{name}] and [{section}.{name}]',
+                    "routes name their targets, so each name must be one app, redirect or "
+                    "answer; rename one",
+                    (section, name),
+                    at="key",
+                )
+
+
+def _check_answers(config: HostConfig) -> Iterator[Problem]:
+    for name, answer in config.answers.items():
+        if answer.status in (204, 304) and answer.body:
+            yield Problem(
+                f"a {answer.status} response has no body (RFC 9110 15.3.5, 15.4.5)",
+                "remove body, or choose another status",
+                ("answers", name, "body"),
+                at="key",
             )
 
 
@@ -399,12 +430,15 @@ def _check_unrouted_apps(
         for target in named - set(config.apps)
         for match in difflib.get_close_matches(target, sorted(config.apps), n=1)
     }
-    for app in config.apps:
-        if app not in named and app not in misspelt:
+    targets = [("app", "apps", name) for name in config.apps]
+    targets += [("redirect", "redirects", name) for name in config.redirects]
+    targets += [("answer", "answers", name) for name in config.answers]
+    for what, section, name in targets:
+        if name not in named and name not in misspelt:
             yield Problem(
-                f'app "{app}" is not served by any listener',
+                f'{what} "{name}" is not served by any listener',
                 "mount it with a listener's or a site's app or routes, or remove it",
-                ("apps", app),
+                (section, name),
                 at="key",
                 severity="warning",
             )

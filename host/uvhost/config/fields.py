@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 
 from uvhost.config.hostnames import HostNameError, site_host
+from uvhost.config.names import REDIRECT_FIELDS
 from uvhost.config.types import (
     BIND_SCHEMA,
     BindAddress,
@@ -388,4 +390,47 @@ SiteHosts = Annotated[
     tuple[SiteHost, ...],
     AfterValidator(check_site_hosts),
     WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 1}),
+]
+
+
+# ---------------------------------------------------------------- redirects
+
+
+def parse_redirect_template(value: object) -> str:
+    """A redirect target such as "https://{host}{uri}": placeholders from REDIRECT_FIELDS
+    only, no format specs, no characters a Location header cannot carry."""
+    known = ", ".join("{" + name + "}" for name in REDIRECT_FIELDS)
+    if not isinstance(value, str) or not value:
+        raise ConfigValueError(
+            f"expected a URL, got {show_value(value)}",
+            'write a target such as "https://{host}{uri}"',
+        )
+    if any(ord(char) <= 32 or ord(char) >= 127 for char in value):
+        raise ConfigValueError(
+            "a redirect target has spaces, control or non-ASCII characters",
+            "percent-encode them (a Location header is visible ASCII)",
+        )
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError as error:
+        raise ConfigValueError(
+            f"{show_value(value)} has an unmatched brace ({error})",
+            f"placeholders are {known}; write a literal brace as {{{{ or }}}}",
+        ) from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in REDIRECT_FIELDS or spec or conversion:
+            raise ConfigValueError(
+                f'"{{{field}{"!" + conversion if conversion else ""}'
+                f'{":" + spec if spec else ""}}}" is not a placeholder of a redirect',
+                f"placeholders are {known}",
+            )
+    return value
+
+
+RedirectTemplate = Annotated[
+    str,
+    PlainValidator(parse_redirect_template),
+    WithJsonSchema({"type": "string", "pattern": r"^[!-~]+$"}),
 ]

@@ -39,6 +39,7 @@ from uvhost.config.fields import (
     HeaderValue,
     IPNetwork,
     Protocols,
+    RedirectTemplate,
     RootPath,
     SiteHosts,
     Workers,
@@ -572,6 +573,54 @@ class Site(Section):
     )
 
 
+class RedirectSettings(Section):
+    """A redirect the host answers itself, mounted by name like an app (in a listener's or a
+    site's `app` or `routes`). It reads no body and runs in no worker group of its own."""
+
+    to: RedirectTemplate = Field(
+        description="Where to send the client, with placeholders filled from the request: "
+        "`{scheme}`, `{host}` (without the port), `{authority}` (the Host as sent, port "
+        "included), `{path}` (the whole path, percent-encoded), `{rest}` (the path below the "
+        "mount), `{query}` (`?` and the query, or nothing) and `{uri}` (`{path}{query}`).",
+        examples=["https://{host}{uri}", "https://example.com{uri}", "/v2{rest}{query}"],
+    )
+    status: Literal[301, 302, 303, 307, 308] = Field(
+        308,
+        description="301 or 308 for a permanent move (308 keeps the method and body), 302, "
+        "303 or 307 for a temporary one (307 keeps the method and body).",
+        examples=[301],
+    )
+
+
+class AnswerSettings(Section):
+    """A fixed response the host answers itself, mounted by name like an app: a
+    `robots.txt`, a maintenance 503 with Retry-After, a 410 for a retired path."""
+
+    status: int = Field(
+        200,
+        ge=200,
+        le=599,
+        description="The status code. 204 and 304 carry no body, so `body` must be empty "
+        "with them.",
+        examples=[503],
+    )
+    body: str = Field(
+        "",
+        description="The body, sent as UTF-8.",
+        examples=["User-agent: *\nDisallow: /admin\n"],
+    )
+    content_type: HeaderValue = Field(
+        "text/plain; charset=utf-8",
+        description="The Content-Type of the body.",
+        examples=["text/html; charset=utf-8"],
+    )
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict,
+        description="More response headers (framing headers are refused: uvhost writes them).",
+        examples=[{"Retry-After": "120", "Cache-Control": "no-store"}],
+    )
+
+
 class HostConfig(Section):
     """A whole uvhost.toml: the host, logging, listeners and apps."""
 
@@ -590,6 +639,16 @@ class HostConfig(Section):
         default_factory=dict,
         description="The ASGI apps, by name.",
         examples=[{"site": {"target": "myproject.main:app"}}],
+    )
+    redirects: dict[AppName, RedirectSettings] = Field(
+        default_factory=dict,
+        description="Redirects by name, mountable wherever an app is.",
+        examples=[{"to_https": {"to": "https://{host}{uri}", "status": 301}}],
+    )
+    answers: dict[AppName, AnswerSettings] = Field(
+        default_factory=dict,
+        description="Fixed answers by name, mountable wherever an app is.",
+        examples=[{"maintenance": {"status": 503, "headers": {"Retry-After": "120"}}}],
     )
     sites: dict[SiteName, Site] = Field(
         default_factory=dict,

@@ -16,12 +16,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from uvhost.config.model import (
+    AnswerSettings,
     AppSettings,
     HostConfig,
     HostSettings,
     Http2Settings,
     Listener,
     LoggingSettings,
+    RedirectSettings,
     Site,
     SiteTlsSettings,
     TlsSettings,
@@ -42,6 +44,8 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[apps.NAME.websocket]", WebSocketSettings),
     ("[sites.NAME]", Site),
     ("[sites.NAME.tls]", SiteTlsSettings),
+    ("[redirects.NAME]", RedirectSettings),
+    ("[answers.NAME]", AnswerSettings),
 )
 
 
@@ -59,7 +63,7 @@ def json_schema() -> dict[str, Any]:
     `workers = "${WORKERS}"` must pass here; the loader checks the result.
     """
     schema = HostConfig.model_json_schema(mode="validation")
-    for section in ("listeners", "apps", "sites"):
+    for section in ("listeners", "apps", "sites", "redirects", "answers"):
         schema["properties"][section]["propertyNames"] = {"pattern": NAME_PATTERN}
     for definition in schema["$defs"].values():
         for name, field in definition.get("properties", {}).items():

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
 from uvhost.observe import stats
 from uvhost.observe.stats import Key, Open, Sample
 from uvhost.server.access_log import AccessLogger
+from uvhost.server.answers import built_in_answers
 from uvhost.server.apps import AppLoadError, load_app
 from uvhost.server.asgi_types import ASGIApp
 from uvhost.server.context import ListenerContext, RequestBudget
@@ -90,6 +91,12 @@ class Worker:
                 await self._serve_listener(loop, listener_name, apps, states, access)
         self._tick()
 
+    def _built_ins(self) -> dict[str, ASGIApp]:
+        """@health and @metrics (given by whoever runs us), the config's redirects and fixed
+        answers: every route target that is not an app."""
+        config = self.plan.config
+        return {**built_in_answers(config.redirects, config.answers), **self.builtins}
+
     def _load_apps(self) -> dict[str, ASGIApp]:
         config = self.plan.config
         apps: dict[str, ASGIApp] = {}
@@ -118,7 +125,7 @@ class Worker:
     ) -> None:
         settings = self.plan.config.listeners[name]
         router = Router.compile(
-            self.plan.route_tables[name], settings, apps, self.plan.config.apps, self.builtins
+            self.plan.route_tables[name], settings, apps, self.plan.config.apps, self._built_ins()
         )
         tls: ssl.SSLContext | None = None
         sni: CertificateChooser | None = None
