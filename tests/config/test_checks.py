@@ -157,7 +157,7 @@ def test_missing_app_when_there_are_no_apps(tmp_path: Path) -> None:
         """,
     )
     assert found(result) == [("error", 'app "site" is not defined', 3, 7)]
-    assert hints(result) == ["add an [apps.site] table"]
+    assert hints(result) == ["add an [apps.site] (or [redirects.site]) table"]
 
 
 @pytest.mark.parametrize(
