@@ -8,9 +8,9 @@ per worker from its table, so the router hands it out like any endpoint.
 Invariants:
 - A redirect's `Location` is built only from parts the protocol already
   checked: the host (a valid `host[:port]`, RFC 9112 3.2 / RFC 9113 8.3.1),
-  the path below the mount re-encoded here, and the query as sent (visible
-  ASCII, or the parser refused it). So nothing a client sends can put a
-  CR, LF or space into the header.
+  the path and the query as sent (visible ASCII, or the parser refused
+  them). So nothing a client sends can put a CR, LF or space into the
+  header, and the path keeps its encoding: "/a%2Fb" stays one segment.
 - Neither reads the request body; a HEAD gets the head alone (the exchange
   drops the body).
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from uvhost.config.hostnames import request_host
 from uvhost.server.asgi_types import ASGIApp
@@ -40,8 +40,11 @@ def redirect_parts(scope: Mapping[str, Any]) -> dict[str, str]:
         if name == b"host":
             authority = value.decode("latin-1")
             break
-    path = quote(scope["path"], safe=_PATH_SAFE)
-    rest = quote(scope["path"][len(scope["root_path"]) :], safe=_PATH_SAFE)
+    raw_path = scope["raw_path"].decode("latin-1")
+    path = raw_path
+    rest = _raw_rest(raw_path, scope["root_path"])
+    if rest is None:
+        rest = quote(scope["path"][len(scope["root_path"]) :], safe=_PATH_SAFE)
     query_string = scope["query_string"].decode("latin-1")
     query = "?" + query_string if query_string else ""
     return {
@@ -53,6 +56,19 @@ def redirect_parts(scope: Mapping[str, Any]) -> dict[str, str]:
         "query": query,
         "uri": path + query,
     }
+
+
+def _raw_rest(raw_path: str, root_path: str) -> str | None:
+    """The path below the mount as the client encoded it ("%2F" stays one segment), or None
+    when an encoded slash inside the mount prefix makes the raw and decoded segments
+    disagree (then the decoded rest is re-encoded)."""
+    cut = 0
+    for _ in range(root_path.count("/")):
+        cut = raw_path.find("/", cut + 1)
+        if cut < 0:
+            cut = len(raw_path)
+            break
+    return raw_path[cut:] if unquote(raw_path[:cut]) == root_path else None
 
 
 def redirect_app(settings: RedirectSettings) -> ASGIApp:
