@@ -22,6 +22,7 @@ from uvhost.config.model import (
     Http2Settings,
     Listener,
     LoggingSettings,
+    ProxyProtocolSettings,
     TlsSettings,
     WebSocketSettings,
 )
@@ -36,6 +37,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[listeners.NAME]", Listener),
     ("[listeners.NAME.tls]", TlsSettings),
     ("[listeners.NAME.http2]", Http2Settings),
+    ("[listeners.NAME.proxy_protocol]", ProxyProtocolSettings),
     ("[apps.NAME]", AppSettings),
     ("[apps.NAME.websocket]", WebSocketSettings),
 )
