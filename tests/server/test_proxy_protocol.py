@@ -70,7 +70,9 @@ GET_CLOSE = b"GET /x HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
 TIMEOUT = 5.0
 
 
-def v2(command: int = 0x21, family: int = 0x11, block: bytes | None = None, length: int = -1) -> bytes:
+def v2(
+    command: int = 0x21, family: int = 0x11, block: bytes | None = None, length: int = -1
+) -> bytes:
     if block is None:
         block = (
             ipaddress.ip_address(CLIENT[0]).packed
@@ -165,7 +167,12 @@ def test_the_app_sees_the_header_addresses(host, header, client, server):
 
 @pytest.mark.parametrize(
     "header",
-    [b"PROXY UNKNOWN\r\n", b"PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n", v2(command=0x20), v2(family=0, block=b"")],
+    [
+        b"PROXY UNKNOWN\r\n",
+        b"PROXY UNKNOWN 1.2.3.4 5.6.7.8 1 2\r\n",
+        v2(command=0x20),
+        v2(family=0, block=b""),
+    ],
     ids=["v1-unknown", "v1-unknown-with-fields", "v2-local", "v2-unspec"],
 )
 def test_no_client_in_the_header_leaves_the_socket_addresses(host, header):
