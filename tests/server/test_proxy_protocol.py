@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -205,13 +206,34 @@ def test_pipelined_requests_in_the_header_packet_are_served(host):
     assert first["client"] == second["client"] == pair(CLIENT)
 
 
-def test_access_log_names_the_header_client(host, caplog):
-    caplog.set_level(logging.INFO, logger="uvhost.access")
-    with host.raw() as raw:
-        raw.send(V1_TCP4 + GET)
-        get_json(raw)
-    lines = [r.getMessage() for r in caplog.records if r.name == "uvhost.access"]
-    assert any(line.startswith("203.0.113.7:51000 ") for line in lines), lines
+class Lines(logging.Handler):
+    """Access lines as they are logged: the line comes right after the response's write,
+    in the host's thread, so the test waits for it rather than racing it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.arrived = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.arrived.set()
+
+
+def test_access_log_names_the_header_client(host):
+    logger = logging.getLogger("uvhost.access")
+    lines, level = Lines(), logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        with host.raw() as raw:
+            raw.send(V1_TCP4 + GET)
+            get_json(raw)
+        assert lines.arrived.wait(TIMEOUT), "no access line was logged"
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    assert lines.lines[0].startswith("203.0.113.7:51000 "), lines.lines
 
 
 @pytest.mark.parametrize(
