@@ -309,3 +309,17 @@ def test_a_site_edit_rolls_only_the_group_serving_it() -> None:
     assert kinds(result) == {"api+site": ChangeKind.GROUP_ROLLED, "hello": ChangeKind.UNTOUCHED}
     [rolled] = result.of(ChangeKind.GROUP_ROLLED)
     assert rolled.keys == ("sites.shop.hosts",)
+
+
+def test_proxy_protocol_rolls_the_group_without_touching_the_socket() -> None:
+    table = {"allow": ["10.0.0.0/8"]}
+    turned_on = edited(**{"listeners.hello.proxy_protocol": table})
+    result = diff(plan(ORIGINAL), plan(turned_on))
+    assert result.of(ChangeKind.GROUP_ROLLED) == (
+        Change(ChangeKind.GROUP_ROLLED, "hello", ("listeners.hello.proxy_protocol",)),
+    )
+    assert result.of(ChangeKind.LISTENER_CHANGED) == ()
+    assert kinds(result)["api+site"] == ChangeKind.UNTOUCHED
+    widened = edited(**{"listeners.hello.proxy_protocol": {"allow": ["10.0.0.0/8", "::1"]}})
+    rolled = diff(plan(turned_on), plan(widened)).of(ChangeKind.GROUP_ROLLED)
+    assert [change.subject for change in rolled] == ["hello"]

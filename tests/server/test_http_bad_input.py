@@ -138,7 +138,7 @@ def test_a_server_bug_while_reading_a_head_is_a_logged_500(host, monkeypatch, ca
     """Not the client's fault: 500, logged with the traceback, and the next request works."""
     router = next(iter(host.worker.contexts)).router
 
-    def broken(self, path):
+    def broken(self, path, host):
         raise KeyError("a bug in the router")
 
     monkeypatch.setattr(type(router), "resolve", broken)  # slotted: patch the class

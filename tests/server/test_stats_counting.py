@@ -168,6 +168,7 @@ def expect(
     ws_open=0,
     ws=0,
     h2=0,
+    proxy_rejected=0,
 ):
     """The counters a key should have; `timed` is every request ended."""
     return {
@@ -183,6 +184,7 @@ def expect(
         "websockets_open": ws_open,
         "websockets": ws,
         "requests_h2": h2,
+        "proxy_rejected": proxy_rejected,
         "timed": none + s1 + s2 + s3 + s4 + s5,
     }
 

@@ -306,6 +306,24 @@ class Http2Settings(Section):
     )
 
 
+class ProxyProtocolSettings(Section):
+    """The PROXY protocol (HAProxy's, v1 text or v2 binary) in front of every connection of
+    a listener behind a TCP load balancer: the client and server addresses the app sees, the
+    access log and the stats come from the header. Its presence turns it on; from then on a
+    connection without a valid header is closed, so only turn it on for a port that only
+    the balancer reaches. A change applies on reload, like the listener's other keys."""
+
+    allow: tuple[IPNetwork, ...] = Field(
+        min_length=1,
+        description="Addresses and networks of the load balancers allowed to send the header; "
+        "a connection from anywhere else is closed before it is read, and counted. List the "
+        "balancer's own addresses (for an AWS NLB, the subnets it has nodes in), not the "
+        "clients'. A Unix-socket peer is always allowed: the socket's permissions decide "
+        "who may connect.",
+        examples=[["10.0.0.0/8"], ["192.0.2.10", "2001:db8::/32"]],
+    )
+
+
 class Listener(Section):
     """One listening socket and what it serves: a whole app, or apps by path prefix."""
 
@@ -425,6 +443,14 @@ class Listener(Section):
     )
     tls: TlsSettings | None = Field(
         None, description="Serve HTTPS with these certificates.", examples=[None]
+    )
+    proxy_protocol: ProxyProtocolSettings | None = Field(
+        None,
+        description="Expect a PROXY protocol header (v1 or v2) before anything else on each "
+        "connection, from the load balancers in `allow`. It must arrive within "
+        "`header_timeout`; with `tls`, it comes before the TLS handshake, in cleartext, as "
+        "balancers send it. Off when left out.",
+        examples=[{"allow": ["10.0.0.0/8"]}],
     )
 
 

@@ -121,6 +121,11 @@ def exposition(
     for name, open_ in opened:
         count = open_[stats.OPEN_STREAMS]
         out.append(_sample("uvhost_http2_streams_open", {"listener": name}, count))
+    _family(out, "uvhost_proxy_rejected_total", "counter", _PROXY_REJECTED_HELP)
+    for name in listeners:
+        refused = (sample[stats.PROXY_REJECTED] for key, sample in totals.items() if key[0] == name)
+        count = sum(refused)
+        out.append(_sample("uvhost_proxy_rejected_total", {"listener": name}, count))
     _workers(out, workers)
     return "".join(out)
 
@@ -169,6 +174,12 @@ _STREAMS_HELP = (
 _LATENCY_HELP = (
     "Time from the request head parsed to the last response byte handed to the socket "
     "(no _sum: only bucket counts are kept)."
+)
+
+
+_PROXY_REJECTED_HELP = (
+    "Connections closed before any request on a proxy_protocol listener: not from an allowed "
+    "address, or without a valid PROXY header in time."
 )
 
 

@@ -62,12 +62,17 @@ FIELDS = (
     "websockets_open",
     "websockets",
     "requests_h2",
+    "proxy_rejected",
 )
 REQUESTS, NO_RESPONSE = 0, 1
 STATUS_BASE = 1  # FIELDS[STATUS_BASE + status // 100]
 BYTES_IN, BYTES_OUT, WEBSOCKETS_OPEN, WEBSOCKETS = 7, 8, 9, 10
 REQUESTS_H2 = 11
 """Requests that came on HTTP/2 streams (counted in `REQUESTS` too)."""
+PROXY_REJECTED = 12
+"""Connections closed before any request on a `proxy_protocol` listener: from an address
+not allowed, or with a missing, malformed, oversized, truncated or late PROXY header.
+Counted on the listener's unrouted stats (route ""): no request was made."""
 LATENCY_BASE = len(FIELDS)
 SAMPLE_SIZE = LATENCY_BASE + len(LATENCY_BOUNDS) + 1
 GAUGES = (WEBSOCKETS_OPEN,)  # a retired worker's gauges do not add to the host's

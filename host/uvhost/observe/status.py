@@ -53,6 +53,7 @@ class Traffic(TypedDict):
     bytes_out: int
     websockets_open: int
     websockets: int
+    proxy_rejected: int  # connections closed before any request for want of a PROXY header
     rps: float
     p50_ms: float | None
     p90_ms: float | None
@@ -248,6 +249,7 @@ def _traffic(
         "bytes_out": total[stats.BYTES_OUT],
         "websockets_open": total[stats.WEBSOCKETS_OPEN],
         "websockets": total[stats.WEBSOCKETS],
+        "proxy_rejected": total[stats.PROXY_REJECTED],
         "rps": round(last[stats.REQUESTS] / seconds, 2) if seconds > 0 else 0.0,
         "p50_ms": _ms(stats.percentile(buckets, 0.50)),
         "p90_ms": _ms(stats.percentile(buckets, 0.90)),

@@ -79,6 +79,11 @@ _request_kind = {
 
 
 class HttpProtocol(asyncio.Protocol):
+    given: tuple[tuple[str, int] | None, tuple[str, int] | None] | None = None
+    """(client, server) from a PROXY header (proxy_intake.py) instead of the socket's; set on
+    the instance before `connection_made`. A class attribute, so a connection without a
+    PROXY header pays no store for it, only one lookup at connection_made."""
+
     def __init__(self, context: ListenerContext, loop: asyncio.AbstractEventLoop) -> None:
         self.context = context
         self.loop = loop
@@ -126,13 +131,16 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.context.connections.add(self)
-        peer = self.transport.get_extra_info("peername")
-        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        sock = self.transport.get_extra_info("sockname")
-        if isinstance(sock, tuple):
-            self.server = (str(sock[0]), int(sock[1]))
-        elif sock:
-            self.server = (str(sock), None)
+        if self.given is None:
+            peer = self.transport.get_extra_info("peername")
+            self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+            sock = self.transport.get_extra_info("sockname")
+            if isinstance(sock, tuple):
+                self.server = (str(sock[0]), int(sock[1]))
+            elif sock:
+                self.server = (str(sock), None)
+        else:
+            self.client, self.server = self.given
         limit = self.context.settings.limit_concurrency
         if limit is not None and len(self.context.connections) > limit:
             self.reject(503, "the server is at its connection limit")

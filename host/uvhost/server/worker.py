@@ -37,6 +37,8 @@ from uvhost.server.context import ListenerContext, RequestBudget
 from uvhost.server.http import HttpProtocol
 from uvhost.server.http2 import Http2Protocol
 from uvhost.server.lifespan import Lifespan, LifespanFailure
+from uvhost.server.proxy import TrustedProxies
+from uvhost.server.proxy_intake import ProxyHeaderReader, ProxyIntake
 from uvhost.server.router import Router
 from uvhost.server.tls import (
     CertificateChooser,
@@ -148,15 +150,21 @@ class Worker:
         )
         context.next_tick = loop.time() + TICK  # before the first tick, which comes later
         self.contexts.append(context)
-        server = await loop.create_server(
-            lambda: HttpProtocol(context, loop),
-            sock=self.sockets[name],
-            ssl=tls,
-            # A TLS handshake is part of reading the request head: the same limit, not
-            # uvloop's silent 60 s, for a client that stalls before saying anything.
-            ssl_handshake_timeout=settings.header_timeout if tls is not None else None,
-            backlog=settings.backlog,
-        )
+        if settings.proxy_protocol is not None:  # TLS, if any, starts after the header
+            intake = ProxyIntake(context, loop, tls, TrustedProxies(settings.proxy_protocol.allow))
+            server = await loop.create_server(
+                intake.protocol, sock=self.sockets[name], backlog=settings.backlog
+            )
+        else:
+            server = await loop.create_server(
+                lambda: HttpProtocol(context, loop),
+                sock=self.sockets[name],
+                ssl=tls,
+                # A TLS handshake is part of reading the request head: the same limit, not
+                # uvloop's silent 60 s, for a client that stalls before saying anything.
+                ssl_handshake_timeout=settings.header_timeout if tls is not None else None,
+                backlog=settings.backlog,
+            )
         self.servers.append(server)
 
     def stats_sample(self) -> tuple[dict[Key, Sample], dict[str, Open]]:
@@ -181,6 +189,8 @@ class Worker:
                     # Over HTTP/2 it is one of its connection's streams, counted there.
                     if not isinstance(connection.transport, StreamTransport):
                         kinds[stats.OPEN_WEBSOCKET] += 1
+                elif isinstance(connection, ProxyHeaderReader):
+                    continue  # not yet HTTP (its header or handshake), as a TLS handshake
                 else:  # a Lingering close (linger.py), after either protocol
                     kinds[stats.OPEN_CLOSING] += 1
             other = connections.get(name)  # another context of this listener's name
