@@ -32,9 +32,10 @@ UNIX_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating NUL
 def check_config(
     config: HostConfig,
     unvalidated_apps: frozenset[str] = frozenset(),
-    unvalidated_listeners: Mapping[str, Mapping[str, Any]] | None = None,
+    unvalidated: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> list[Problem]:
-    """All cross-field problems; `unvalidated_listeners` (raw tables) get their routes checked."""
+    """All cross-field problems; `unvalidated` listeners and sites (raw tables by section and
+    name) get their routes checked, and the targets they name count as served."""
     problems: list[Problem] = []
     known_apps = (
         frozenset(config.apps) | frozenset(config.redirects) | frozenset(config.answers)
@@ -50,11 +51,18 @@ def check_config(
         problems.extend(_check_protocols(name, listener))
         if listener.tls is not None:
             problems.extend(_check_tls(("listeners", name, "tls"), listener.tls))
-    for name, raw in (unvalidated_listeners or {}).items():
+    for (section, name), raw in (unvalidated or {}).items():
         app, routes = raw.get("app"), raw.get("routes")
         if isinstance(app, str | None) and (routes is None or _is_str_map(routes)):
             problems.extend(
-                check_routing(name, app, routes, known_apps, has_sites=name in with_sites)
+                check_routing(
+                    name,
+                    app,
+                    routes,
+                    known_apps,
+                    section=section,
+                    has_sites=section == "listeners" and name in with_sites,
+                )
             )
     for name, site in config.sites.items():
         problems.extend(check_routing(name, site.app, site.routes, known_apps, section="sites"))
@@ -66,7 +74,7 @@ def check_config(
     problems.extend(_check_answers(config))
     problems.extend(_check_bind_clashes(config))
     problems.extend(_check_worker_agreement(config))
-    problems.extend(_check_unrouted_apps(config, unvalidated_listeners or {}))
+    problems.extend(_check_unrouted_apps(config, unvalidated or {}))
     problems.extend(_check_app_files(config))
     problems.extend(_check_host_files(config))
     return problems
@@ -413,7 +421,7 @@ def _toml_value(value: int | str) -> str:
 
 
 def _check_unrouted_apps(
-    config: HostConfig, unvalidated_listeners: Mapping[str, Mapping[str, Any]]
+    config: HostConfig, unvalidated: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> Iterator[Problem]:
     """Apps no listener names; a name used by a listener that failed validation counts, and
     so does an app that a route's misspelt target is reported as ("did you mean").
@@ -421,7 +429,7 @@ def _check_unrouted_apps(
     named: set[str] = set()
     tables = [(listener.app, listener.routes) for listener in config.listeners.values()]
     tables.extend((site.app, site.routes) for site in config.sites.values())
-    tables.extend((raw.get("app"), raw.get("routes")) for raw in unvalidated_listeners.values())
+    tables.extend((raw.get("app"), raw.get("routes")) for raw in unvalidated.values())
     for app, routes in tables:
         targets = [app, *(routes.values() if isinstance(routes, Mapping) else ())]
         named.update(target for target in targets if isinstance(target, str))

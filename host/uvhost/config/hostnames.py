@@ -7,15 +7,19 @@ in workers for each new Host value, so this module imports neither pydantic
 nor anything of the server.
 
 The common form: lower case ASCII, no port, no trailing dot, Unicode labels
-as their IDNA punycode ("bücher.example" is "xn--bcher-kva.example", which is
-what a browser sends), IPv6 literals in brackets as in a Host header. A
-wildcard is "*." followed by a name and stands for exactly one more label.
+as their punycode A-labels the way browsers and curl make them (UTS 46
+non-transitional: "bücher.example" is "xn--bcher-kva.example", and "ß"
+stays "ß", so "straße.example" is "xn--strae-oqa.example", where Python's
+IDNA 2003 codec would say "strasse"), IPv6 literals in brackets as in a Host
+header. A wildcard is "*." followed by a DNS name (never an IP address) and
+stands for exactly one more label.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -56,7 +60,12 @@ def site_host(text: str) -> str:
             f'"{text}" has a * that is not the whole first label',
             'a wildcard is "*." and a name, such as "*.example.com" (one label, any name)',
         )
-    if not wildcard and _is_ipv4(name):
+    if _is_ipv4(name) or (wildcard and all(label.isdigit() for label in name.split("."))):
+        if wildcard:
+            raise HostNameError(
+                f'"{text}" is a wildcard of an IP address',
+                "a wildcard is for DNS names; list the addresses one by one",
+            )
         return name
     ascii_name = _idna(name, text)
     if len(ascii_name) > MAX_NAME:
@@ -90,15 +99,40 @@ def _is_ipv4(name: str) -> bool:
 
 
 def _idna(name: str, text: str) -> str:
+    """Each non-ASCII label mapped as UTS 46 does for the names people write (compatibility
+    forms folded by NFKC, lower case; "ß" and final "ς" kept), then punycode."""
     if name.isascii():
         return name
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise HostNameError(
-            f'"{text}" is not a valid internationalised name',
-            "check the name, or write its punycode (xn--) form",
-        ) from None
+    labels = []
+    for label in name.split("."):
+        mapped = unicodedata.normalize("NFKC", label).lower()
+        if mapped.isascii():
+            labels.append(mapped)
+            continue
+        if not _valid_unicode_label(mapped):
+            raise HostNameError(
+                f'"{text}" is not a valid internationalised name',
+                "a label is letters, digits, marks and hyphens, and does not mix "
+                "right-to-left with left-to-right letters (RFC 5893); or write its "
+                "punycode (xn--) form",
+            )
+        try:
+            labels.append("xn--" + mapped.encode("punycode").decode("ascii"))
+        except UnicodeError:
+            raise HostNameError(
+                f'"{text}" is not a valid internationalised name',
+                "check the name, or write its punycode (xn--) form",
+            ) from None
+    return ".".join(labels)
+
+
+def _valid_unicode_label(label: str) -> bool:
+    """Letters, marks, digits and hyphens only (no symbols or punctuation: RFC 5892), and
+    the bidi rule's plainest part: no left-to-right letter beside a right-to-left one."""
+    if any(not (unicodedata.category(ch)[0] in "LMN" or ch == "-") for ch in label):
+        return False
+    directions = {unicodedata.bidirectional(ch) for ch in label}
+    return not ({"R", "AL"} & directions and "L" in directions)
 
 
 def request_host(raw: bytes) -> str:
@@ -117,7 +151,10 @@ def request_host(raw: bytes) -> str:
 
 
 def parent_wildcard(host: str) -> str:
-    """The wildcard that would match `host` ("a.example.com" -> "*.example.com"), or ""."""
+    """The wildcard that would match `host` ("a.example.com" -> "*.example.com"), or ""
+    (an IP address has none)."""
+    if host[-1:].isdigit() and _is_ipv4(host):
+        return ""
     _, dot, rest = host.partition(".")
     return "*." + rest if dot and rest else ""
 

@@ -159,30 +159,32 @@ def _host_env_files(
     return found
 
 
-Pruned = tuple[HostConfig | None, frozenset[str], dict[str, dict[str, Any]]]
+Pruned = tuple[HostConfig | None, frozenset[str], dict[tuple[str, str], dict[str, Any]]]
 
 
 def _validate_pruned(data: dict[str, Any], base_dir: Path, error: ValidationError) -> Pruned:
     """Drop every section, listener and app that failed, and validate what is left.
 
-    Returns the pruned config, the names of the apps dropped, and the raw
-    tables of the listeners dropped (whose routes can still be checked).
+    Returns the pruned config, the names of the route targets dropped (apps,
+    redirects, answers), and the raw tables of the listeners and sites dropped
+    by (section, name), whose routes can still be checked.
     """
+    named_tables = ("listeners", "apps", "sites", "redirects", "answers")
     pruned: dict[str, Any] = {
-        key: dict(value) if key in ("listeners", "apps") and isinstance(value, dict) else value
+        key: dict(value) if key in named_tables and isinstance(value, dict) else value
         for key, value in data.items()
     }
     apps: set[str] = set()
-    listeners: dict[str, dict[str, Any]] = {}
+    listeners: dict[tuple[str, str], dict[str, Any]] = {}
     for details in error.errors(include_url=False):
         loc = details["loc"]
         head = loc[0] if loc else None
-        if head in ("listeners", "apps") and len(loc) >= 2 and isinstance(pruned.get(head), dict):
+        if head in named_tables and len(loc) >= 2 and isinstance(pruned.get(head), dict):
             raw = pruned[head].pop(loc[1], None)
-            if head == "apps":
+            if head in ("apps", "redirects", "answers"):  # route targets, known by name
                 apps.add(str(loc[1]))
-            elif isinstance(raw, dict):
-                listeners[str(loc[1])] = raw
+            elif head in ("listeners", "sites") and isinstance(raw, dict):
+                listeners[(head, str(loc[1]))] = raw
         elif head in ("host", "logging") and len(loc) >= 2 and isinstance(pruned.get(head), dict):
             # Drop only the failing key: the others (host.workers) still matter to the checks.
             pruned[head] = {k: v for k, v in pruned[head].items() if k != loc[1]}
@@ -192,7 +194,9 @@ def _validate_pruned(data: dict[str, Any], base_dir: Path, error: ValidationErro
             return None, frozenset(), {}
     # When every listener failed, validate the rest around a stand-in (a config needs one
     # listener) and drop it again, so the failed listeners' routes are still checked.
-    emptied = bool(listeners) and pruned.get("listeners") == {}
+    emptied = any(section == "listeners" for section, _ in listeners) and not pruned.get(
+        "listeners"
+    )
     if emptied:
         pruned["listeners"] = {"stand-in": {"bind": "fd:3"}}
     try:
