@@ -42,7 +42,11 @@ def make(name):
 shop, tenants, other = make("shop"), make("tenants"), make("other")
 """
 
-NAMES = {"default": ("localhost",), "shop": ("example.com",), "tenants": ("*.example.com",)}
+NAMES = {
+    "default": ("localhost",),
+    "shop": ("example.com", "www.example.com"),
+    "tenants": ("*.example.com",),
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,12 @@ tls = {{ certificate = "{pairs["default"]}" }}
 hosts = ["example.com", "shop.example.com"]
 listeners = ["web"]
 app = "shop"
+tls = {{ certificate = "{pairs["shop"]}" }}
+
+[sites.www]
+hosts = ["www.example.com"]
+listeners = ["web"]
+app = "other"
 tls = {{ certificate = "{pairs["shop"]}" }}
 
 [sites.tenants]
@@ -127,7 +137,7 @@ def _fields(head: bytes) -> list[tuple[bytes, bytes]]:
 @pytest.mark.parametrize(
     ("sni", "certificate", "app"),
     [
-        ("example.com", ["example.com"], b"shop"),
+        ("example.com", ["example.com", "www.example.com"], b"shop"),
         ("a.example.com", ["*.example.com"], b"tenants"),
         ("localhost", ["localhost"], b"other"),
     ],
@@ -139,8 +149,8 @@ def test_the_server_name_picks_the_certificate(host, ca, sni, certificate, app):
 
 
 def test_an_exact_site_name_wins_over_the_wildcard_certificate(host, ca):
-    """shop.example.com is the shop's: its certificate (example.com only) does not cover it,
-    so a verifying client refuses the handshake rather than being shown another site's."""
+    """shop.example.com is the shop's: its certificate (example.com and www) does not cover
+    it, so a verifying client refuses the handshake rather than being shown another site's."""
     with pytest.raises(ssl.SSLCertVerificationError):
         connect(host, ca, "shop.example.com").close()
 
@@ -153,6 +163,14 @@ def test_a_request_for_another_certificates_host_is_421_and_the_connection_goes_
         assert b"Misdirected" in body
         assert get(conn, "localhost") == (421, body)  # the listener's own
         assert get(conn, "a.example.com") == (200, b"tenants")
+
+
+def test_sites_sharing_a_certificate_share_connections(host, ca):
+    """www and the shop name the same pair: a connection made for one carries the other's
+    requests (the client was shown a certificate for both), no 421."""
+    with connect(host, ca, "example.com") as conn:
+        assert get(conn, "www.example.com") == (200, b"other")
+        assert get(conn, "example.com") == (200, b"shop")
 
 
 def test_a_client_without_sni_gets_the_listeners_certificate_and_its_hosts(host, ca):

@@ -224,18 +224,27 @@ class Worker:
         self, listener: str, tls: TlsSettings, default: ssl.SSLContext
     ) -> CertificateChooser | None:
         """One context per site certificate on this TLS listener, chosen by SNI; None when
-        no site here has a certificate of its own. Raises TlsSetupError."""
+        no site here has a certificate of its own. Raises TlsSetupError.
+
+        Sites that name the same pair of files share one context: a connection made
+        for one of them may then carry requests for the other (no 421), as the client
+        was shown a certificate for both."""
         config = self.plan.config
         protocols = config.listeners[listener].protocols
         by_host: dict[str, ssl.SSLContext] = {}
+        by_files: dict[tuple[object, object], ssl.SSLContext] = {}
         for site_name, site in config.sites.items():
             if site.tls is None or listener not in site.listeners:
                 continue
-            try:
-                context = build_site_context(tls, site.tls, protocols)
-            except TlsSetupError as error:
-                raise TlsSetupError(f'site "{site_name}": {error}') from error
-            self.site_certificates.append((listener, site_name, context))
+            files = (site.tls.certificate, site.tls.private_key)
+            context = by_files.get(files)
+            if context is None:
+                try:
+                    context = build_site_context(tls, site.tls, protocols)
+                except TlsSetupError as error:
+                    raise TlsSetupError(f'site "{site_name}": {error}') from error
+                by_files[files] = context
+                self.site_certificates.append((listener, site_name, context))
             by_host.update(dict.fromkeys(site.hosts, context))
         return CertificateChooser(default, by_host) if by_host else None
 
