@@ -135,17 +135,14 @@ def test_each_site_behind_the_proxy_header(host: Any, ca: trustme.CA) -> None:
     assert (status, body) == (200, b"ok\n")
 
 
-def test_curl_reaches_a_tenant_through_the_redirect(
-    host: Any, ca: trustme.CA, folder: Path
-) -> None:
-    """curl over plain HTTP, told to follow: the 301 takes it to https on the TLS port,
-    where (without a PROXY header) the connection is refused: the balancer is the only
-    way in, which is what the example promises."""
-    if shutil.which("curl") is None:
+def test_curl_is_sent_to_https(host: Any) -> None:
+    """Debian's curl over plain HTTP sees the 301 and where it points."""
+    curl = shutil.which("curl")
+    if curl is None:
         pytest.skip("curl is not installed")
     port = host.port("http")
     result = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+        [curl, "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
          "-H", "Host: a.tenants.example.com", f"http://127.0.0.1:{port}/x"],
         capture_output=True, text=True, timeout=10, check=False,
     )  # fmt: skip
