@@ -71,6 +71,12 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     server.private_key_and_cert_chain_pem.write_to_path(certs / "site.pem")
     server.private_key_pem.write_to_path(certs / "site.key")
     trustme.CA().issue_cert("localhost").private_key_pem.write_to_path(certs / "other.key")
+    for name, hosts in {
+        "example.com": ("example.com", "www.example.com"),
+        "example.org": ("example.org", "*.example.org"),
+    }.items():
+        pair = authority.issue_cert(*hosts).private_key_and_cert_chain_pem
+        pair.write_to_path(certs / f"{name}.pem")
     trustme.CA().cert_pem.write_to_path(certs / "clients-ca.pem")
     (folder / ".env").write_text("TLS_KEY_PASSWORD=unused\nDATABASE_URL=sqlite://\n")
     return folder
