@@ -3,7 +3,8 @@
 A TOML block directly followed by a `text` block that shows an `error:` is a
 documented mistake instead: checking it must fail and print that text.
 Blocks run in a scratch folder holding `examples/` (linked), TLS files made
-with trustme under the names the docs use, and a `.env`.
+with trustme under the names the docs use, a `.env` and a front-end build
+(`frontend/dist/index.html`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pair.write_to_path(certs / f"{name}.pem")
     trustme.CA().cert_pem.write_to_path(certs / "clients-ca.pem")
     (folder / ".env").write_text("TLS_KEY_PASSWORD=unused\nDATABASE_URL=sqlite://\n")
+    dist = folder / "frontend" / "dist"  # the front-end build docs/how-to/static-files.md serves
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<!doctype html><title>app</title>\n")
     return folder
 
 

@@ -220,9 +220,12 @@ def test_quoted_names_in_section_names() -> None:
 
 
 def test_missing_required_key_points_at_the_table() -> None:
-    problem = one(problems_for(apps={"site": {"factory": True}}), ("apps", "site"))
-    assert problem.message == '[apps.site] is missing the required key "target"'
-    assert problem.hint == "add target = ... to [apps.site]"
+    # (An app's target is no longer required: a folder app has none; checks.py reports an
+    # app with neither.)
+    listeners = {"public": {"app": "site"}}
+    problem = one(problems_for(listeners=listeners), ("listeners", "public"))
+    assert problem.message == '[listeners.public] is missing the required key "bind"'
+    assert problem.hint == "add bind = ... to [listeners.public]"
     assert problem.at == "key"
 
 

@@ -20,7 +20,7 @@ PROBE = [sys.executable, "-m", "uvhost.server.probe"]
 
 
 def probe_apps(plan: Plan) -> list[Problem]:
-    names = list(plan.config.apps)
+    names = [name for name, app in plan.config.apps.items() if app.target is not None]
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(names)))) as pool:
         results = list(pool.map(lambda name: _probe(plan, name), names))
     return [problem for problem in results if problem is not None]

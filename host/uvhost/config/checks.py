@@ -21,9 +21,15 @@ from typing import Any
 
 from uvhost.config.errors import Problem, did_you_mean
 from uvhost.config.hostnames import parent_wildcard
-from uvhost.config.model import HostConfig, Listener, SiteTlsSettings, TlsSettings
+from uvhost.config.model import (
+    AppSettings,
+    HostConfig,
+    Listener,
+    SiteTlsSettings,
+    TlsSettings,
+)
 from uvhost.config.names import BUILTIN_TARGETS
-from uvhost.config.plan import components, normalise_prefix, requested_workers
+from uvhost.config.plan import asks_workers, components, normalise_prefix, requested_workers
 from uvhost.config.types import BindAddress, SystemdBind, TcpBind, UnixBind
 
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating NUL
@@ -76,6 +82,7 @@ def check_config(
     problems.extend(_check_worker_agreement(config))
     problems.extend(_check_unrouted_apps(config, unvalidated or {}))
     problems.extend(_check_app_files(config))
+    problems.extend(_check_app_kinds(config))
     problems.extend(_check_host_files(config))
     return problems
 
@@ -385,7 +392,8 @@ def _check_bind_clashes(config: HostConfig) -> Iterator[Problem]:
 
 
 def _check_worker_agreement(config: HostConfig) -> Iterator[Problem]:
-    for listeners, apps in components(config):
+    for listeners, everything in components(config):
+        apps = [app for app in everything if asks_workers(config, app)]
         if len(apps) < 2:
             continue
         first = apps[0]
@@ -454,6 +462,8 @@ def _check_unrouted_apps(
 
 def _check_app_files(config: HostConfig) -> Iterator[Problem]:
     for name, app in config.apps.items():
+        if app.folder is not None:
+            continue  # nothing to import: its keys are judged by _check_app_kinds
         if app.app_dir is not None and not app.app_dir.is_dir():
             exists = "is not a folder" if app.app_dir.exists() else "does not exist"
             yield Problem(
@@ -463,6 +473,122 @@ def _check_app_files(config: HostConfig) -> Iterator[Problem]:
             )
         for index, env_file in enumerate(app.env_files):
             yield from _readable(env_file, ("apps", name, "env_files", index), "env file")
+
+
+TARGET_ONLY_KEYS = (
+    "factory",
+    "interface",
+    "lifespan",
+    "app_dir",
+    "env",
+    "env_files",
+    "max_body_bytes",
+    "websocket",
+)
+"""App keys about importing and running Python code: a folder app has none of that."""
+COMPUTED_STATIC_HEADERS = frozenset(
+    (
+        "content-type",
+        "etag",
+        "last-modified",
+        "content-range",
+        "accept-ranges",
+        "content-encoding",
+        "vary",
+        "cache-control",
+        "allow",
+    )
+)
+"""Headers a folder app writes per file and response; `static.headers` cannot set them."""
+
+
+def _check_app_kinds(config: HostConfig) -> Iterator[Problem]:
+    """An app is a `target` to import or a `folder` to serve, never both or neither; keys
+    of the other kind are errors (they would do nothing), and the folder must be there."""
+    for name, app in config.apps.items():
+        here = ("apps", name)
+        if app.target is None and app.folder is None:
+            yield Problem(
+                f'app "{name}" has neither target nor folder',
+                'add target = "module:attribute" to run an ASGI app, or folder = "PATH" to '
+                "serve files",
+                here,
+                at="key",
+            )
+            continue
+        if app.target is not None and app.folder is not None:
+            yield Problem(
+                f'app "{name}" has both target and folder',
+                "an app is either an ASGI app (target) or a folder of files; make two apps "
+                "and mount both",
+                (*here, "folder"),
+                at="key",
+            )
+            continue
+        if app.target is not None:
+            if "static" in app.model_fields_set:
+                yield Problem(
+                    f'the static settings of app "{name}" have no effect: it has a target, '
+                    "not a folder",
+                    f"remove the [apps.{name}.static] table, or serve a folder instead",
+                    (*here, "static"),
+                    at="key",
+                )
+            continue
+        for key in TARGET_ONLY_KEYS:
+            if key in app.model_fields_set:
+                yield Problem(
+                    f'{key} has no effect on app "{name}": it serves a folder, nothing is '
+                    "imported or run",
+                    f"remove {key}",
+                    (*here, key),
+                    at="key",
+                )
+        yield from _check_folder(name, app)
+
+
+def _check_folder(name: str, app: AppSettings) -> Iterator[Problem]:
+    folder = app.folder
+    assert folder is not None  # noqa: S101  (the caller checked)
+    shown, where = _shown(folder), ("apps", name, "folder")
+    if not folder.exists():
+        yield Problem(f"folder {shown} does not exist", "fix the path, or create it", where)
+        return
+    if not folder.is_dir():
+        yield Problem(f"{shown} is not a folder", "point folder at a folder of files", where)
+        return
+    if not os.access(folder, os.R_OK | os.X_OK):
+        yield Problem(
+            f"folder {shown} is not readable",
+            "give the user running uvhost read and search (r-x) access",
+            where,
+        )
+        return
+    static = app.static
+    if static.fallback is not None:
+        fallback = folder / static.fallback
+        if not fallback.is_file():
+            yield Problem(
+                f"the fallback {_shown(fallback)} is not a file in the folder",
+                "name a file the folder holds, such as index.html (the build makes it)",
+                ("apps", name, "static", "fallback"),
+            )
+    for header in static.headers:
+        if header.lower() in COMPUTED_STATIC_HEADERS:
+            key = header.lower().replace("-", "_")
+            instead = (
+                f"use static.{key}"
+                if key in ("cache_control",)
+                else "use static.media_types"
+                if key == "content_type"
+                else "remove it"
+            )
+            yield Problem(
+                f"{header} is set by uvhost for each file",
+                instead,
+                ("apps", name, "static", "headers", header),
+                at="key",
+            )
 
 
 def _check_host_files(config: HostConfig) -> Iterator[Problem]:

@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -495,12 +496,149 @@ class WebSocketSettings(Section):
     )
 
 
-class AppSettings(Section):
-    """One ASGI application: where to import it from and how to run it."""
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ConfigValueError(
+            f"not a valid regular expression: {error}",
+            "write a Python regular expression, e.g. '\\.[0-9a-f]{8,}\\.' for hashed names",
+        ) from None
+    return value
 
-    target: AppTarget = Field(
-        description='The app to import, as "module:attribute".',
+
+def _file_name(value: str) -> str:
+    if "/" in value or "\\" in value or "\0" in value or value in (".", ".."):
+        raise ConfigValueError(
+            f"{value!r} is not a plain file name", 'write a name such as "index.html"'
+        )
+    return value
+
+
+def _relative_file(value: str) -> str:
+    parts = value.replace("\\", "/").split("/")
+    if not value or value.startswith("/") or "\0" in value or ".." in parts:
+        raise ConfigValueError(
+            f"{value!r} is not a file inside the folder",
+            'write a path relative to the folder, such as "index.html"',
+        )
+    return value
+
+
+def _extension(value: str) -> str:
+    if not re.fullmatch(r"\.[A-Za-z0-9][A-Za-z0-9._+-]*", value):
+        raise ConfigValueError(
+            f"{value!r} is not a file extension", 'write it with its dot: ".webmanifest"'
+        )
+    return value.lower()
+
+
+def _media_type(value: str) -> str:
+    if not re.fullmatch(r"[\w.+-]+/[\w.+-]+(\s*;.*)?", value):
+        raise ConfigValueError(
+            f"{value!r} is not a media type", 'write type/subtype, e.g. "application/wasm"'
+        )
+    return value
+
+
+Pattern = Annotated[str, AfterValidator(_pattern)]
+FileName = Annotated[str, AfterValidator(_file_name)]
+RelativeFile = Annotated[str, AfterValidator(_relative_file)]
+Extension = Annotated[str, AfterValidator(_extension)]
+MediaType = Annotated[HeaderValue, AfterValidator(_media_type)]
+
+
+class StaticSettings(Section):
+    """How a folder app serves its files: `[apps.NAME.static]`.
+
+    A table of its own rather than more keys beside `folder`: an app's flat keys
+    mean the same for every app, and these mean something only for a folder, so
+    an app with a `target` that carries a `static` table is one clear error, and
+    the reference lists them together. Directory listings do not exist: a folder
+    without its index file is a 404."""
+
+    index: FileName = Field(
+        "index.html",
+        description="The file served for a path that names a folder (`/docs/` serves "
+        '`docs/index.html`); "" serves nothing there. A folder asked for without its '
+        "trailing slash is redirected to it (308), so relative links in the page work.",
+        examples=["index.html", ""],
+    )
+    fallback: RelativeFile | None = Field(
+        None,
+        description="For single-page apps: a file (relative to the folder) answered with 200 "
+        "for a path under the mount that names no file, so the client-side router shows the "
+        "page. Never for a path with a file extension (a missing `app.js` stays 404) unless "
+        "`fallback_with_extension` is true, never for other methods than GET and HEAD.",
+        examples=["index.html"],
+    )
+    fallback_with_extension: bool = Field(
+        False,
+        description="Answer `fallback` for missing paths with a file extension too.",
+        examples=[True],
+    )
+    media_types: dict[Extension, MediaType] = Field(
+        default_factory=dict,
+        description="Content-Type by file extension, added to or overriding the built-in "
+        "table (extensions compare case-insensitively). Text types get `charset=utf-8` "
+        "unless the value has parameters of its own.",
+        examples=[{".webmanifest": "application/manifest+json", ".data": "application/wasm"}],
+    )
+    cache_control: HeaderValue = Field(
+        "no-cache",
+        description="Cache-Control of every file but those `immutable` matches. The default "
+        "lets browsers keep files but ask each time (a 304 when unchanged), so a deploy is "
+        'seen at once; "" sends none.',
+        examples=["public, max-age=300", "no-cache"],
+    )
+    immutable: Pattern | None = Field(
+        None,
+        description="A regular expression searched in each file's path relative to the "
+        "folder (with `/` separators): matching files, fingerprinted by the build, get "
+        "`Cache-Control: public, max-age=31536000, immutable`.",
+        examples=[r"^assets/.+-[0-9A-Za-z_-]{8,}\.(js|css|woff2|svg|png)$"],
+    )
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict,
+        description="More headers on every file response (200, 206, 304). The headers "
+        "uvhost computes for files (Content-Type, ETag, Last-Modified, Content-Range, "
+        "Accept-Ranges, Content-Encoding, Vary, Cache-Control) are set with the keys above, "
+        "not here.",
+        examples=[{"Access-Control-Allow-Origin": "*"}],
+    )
+    dotfiles: bool = Field(
+        False,
+        description="Serve files and folders whose name starts with a dot (`.env`, `.git/`); "
+        "off by default, so they are 404.",
+        examples=[True],
+    )
+    follow_symlinks_outside: bool = Field(
+        False,
+        description="Serve symbolic links that point outside the folder. Off by default: "
+        "such a link is 404; links that stay inside are always followed.",
+        examples=[True],
+    )
+
+
+class AppSettings(Section):
+    """One app: an ASGI application to import (`target`), or a folder of files (`folder`)."""
+
+    # Editors flag an app with neither or both; `checks.py` says so with a position.
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["target"]}, {"required": ["folder"]}]}
+    )
+
+    target: AppTarget | None = Field(
+        None,
+        description='The app to import, as "module:attribute". Use either `target` or `folder`.',
         examples=["myproject.main:app"],
+    )
+    folder: ConfigPath | None = Field(
+        None,
+        description="Serve the files in this folder instead of an app (GET and HEAD, with "
+        "ETag, ranges and precompressed `.br`/`.zst`/`.gz` siblings). It needs no import and "
+        "no lifespan; options are in the `static` table.",
+        examples=["frontend/dist"],
     )
     factory: bool = Field(
         False,
@@ -555,6 +693,11 @@ class AppSettings(Section):
         default_factory=WebSocketSettings,
         description="WebSocket settings for this app.",
         examples=[{"max_message_bytes": "1MiB"}],
+    )
+    static: StaticSettings = Field(
+        default_factory=StaticSettings,
+        description="How a `folder` app serves its files.",
+        examples=[{"fallback": "index.html", "immutable": r"^assets/"}],
     )
 
 

@@ -162,6 +162,15 @@ def group_name(listeners: tuple[str, ...], apps: tuple[str, ...]) -> str:
     return "+".join(apps) if apps else "@" + "+".join(listeners)
 
 
+def asks_workers(config: HostConfig, app: str) -> bool:
+    """Whether an app has a say in its group's worker count: an ASGI app always (its
+    `workers`, or `host.workers`), a folder app only with a `workers` of its own. A folder
+    costs nothing to serve in more processes, so it takes the count of the apps it shares
+    a listener with rather than ask them to agree with `host.workers`."""
+    settings = config.apps[app]
+    return settings.folder is None or settings.workers is not None
+
+
 def requested_workers(config: HostConfig, app: str) -> int | str:
     """The count an app asks for, before "auto" is resolved."""
     own = config.apps[app].workers
@@ -179,7 +188,8 @@ def build_plan(
     """Assumes `checks.py` found no errors (apps on one listener agree on workers)."""
     groups = []
     for listeners, apps in components(config):
-        wanted = requested_workers(config, apps[0]) if apps else 1
+        asking = [app for app in apps if asks_workers(config, app)]
+        wanted = requested_workers(config, (asking or apps)[0]) if apps else 1
         workers = max(1, cpu_count) if wanted == "auto" else int(wanted)
         groups.append(WorkerGroup(group_name(listeners, apps), listeners, apps, workers))
     tables = {

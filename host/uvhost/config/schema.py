@@ -27,6 +27,7 @@ from uvhost.config.model import (
     RedirectSettings,
     Site,
     SiteTlsSettings,
+    StaticSettings,
     TlsSettings,
     WebSocketSettings,
 )
@@ -44,6 +45,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[listeners.NAME.proxy_protocol]", ProxyProtocolSettings),
     ("[apps.NAME]", AppSettings),
     ("[apps.NAME.websocket]", WebSocketSettings),
+    ("[apps.NAME.static]", StaticSettings),
     ("[sites.NAME]", Site),
     ("[sites.NAME.tls]", SiteTlsSettings),
     ("[redirects.NAME]", RedirectSettings),

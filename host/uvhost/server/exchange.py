@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from uvhost.observe.stats import BYTES_IN, RouteStats
@@ -32,6 +33,8 @@ READ_HIGH_WATER = 256 * 1024  # pause reading while this much body waits for the
 STAGE_ABOVE = 16 * 1024  # bodies at least this big are written without being copied
 
 DISCONNECT: Message = {"type": "http.disconnect"}
+ZEROCOPY_SEND = "http.response.zerocopysend"
+READ_CHUNK = 64 * 1024  # a file's bytes per body message where sendfile cannot be used
 
 
 class Carrier(Protocol):
@@ -55,6 +58,10 @@ class Carrier(Protocol):
     def close(self) -> None: ...
 
     def send_failure(self, exchange: Exchange) -> None: ...
+
+    def can_send_file(self) -> bool: ...
+
+    async def send_file(self, head: bytes, fd: int, offset: int, count: int) -> int: ...
 
 
 class Phase(enum.IntEnum):
@@ -215,6 +222,9 @@ class Exchange:
         kind = message["type"]
         phase = self.phase
         if phase is Phase.DONE or kind != EXPECTED_SEND[phase]:
+            if kind == ZEROCOPY_SEND and phase is not Phase.DONE and phase is not Phase.START:
+                await self._send_file(message)  # off the usual path: only on a mismatch
+                return
             if phase is Phase.DONE:
                 self._ignore_late(kind)
                 return
@@ -241,6 +251,62 @@ class Exchange:
             return
         if out:
             await self.protocol.write(out)
+
+    async def _send_file(self, message: Message) -> None:
+        """`http.response.zerocopysend` (the ASGI extension; folder apps send it for files
+        too large to keep in memory): `count` bytes of an open file from `offset`, as one
+        body message would carry them.
+
+        Where the carrier can (HTTP/1.1 on plain TCP or Unix sockets) the kernel
+        copies the file to the socket (`os.sendfile`) and no byte of it passes
+        through Python; elsewhere (TLS, HTTP/2, a chunked body) the file is read in
+        READ_CHUNK pieces sent as body messages, each waiting on the same
+        back-pressure as an app's `send`. The hook costs the usual path nothing: it
+        is reached only when a message is not the one the phase expects. A file
+        that ends before `count` bytes ends the response as an app's short body
+        does (logged, connection closed).
+        """
+        file = message["file"]
+        fd: int = file if isinstance(file, int) else file.fileno()
+        offset = int(message.get("offset") or 0)
+        count = message.get("count")
+        if count is None:
+            count = max(0, os.fstat(fd).st_size - offset)
+        more = bool(message.get("more_body", False))
+        prefix = self._open_body(b"", True) if self.phase is Phase.HEAD else b""
+        framing: wire.Framing = self.framing  # type: ignore[assignment]  # set by _open_body
+        carrier = self.protocol
+        if self.allows_body and count and not framing.chunked and carrier.can_send_file():
+            if self.counts_body and self.sent + count > self.content_length:
+                self._too_long(head_unwritten=bool(prefix))
+            written = await carrier.send_file(prefix, fd, offset, count)
+            self.response_bytes += written
+            if self.counts_body:
+                self.sent += written
+            if self.disconnected:
+                raise ClientDisconnectedError("the client has disconnected")
+            if written < count:
+                self.phase = Phase.DONE
+                app_error(self, f"file ended after {written} of {count} bytes")
+                carrier.close()
+                return
+            if not more:
+                await self.send({"type": "http.response.body", "body": b""})
+            return
+        if prefix:
+            carrier.stage(prefix)
+        if not self.allows_body:
+            count = 0
+        while True:
+            data = os.pread(fd, min(READ_CHUNK, count), offset) if count else b""
+            offset += len(data)
+            count -= len(data)
+            last = count <= 0 or not data
+            await self.send(
+                {"type": "http.response.body", "body": data, "more_body": more or not last}
+            )
+            if last:
+                return
 
     def _ignore_late(self, kind: str) -> None:
         """ASGI: after the last body message, further messages are ignored. Logged once

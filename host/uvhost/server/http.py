@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections import deque
 from typing import cast
@@ -573,6 +574,79 @@ class HttpProtocol(asyncio.Protocol):
             self.pending_size = 0
         elif data:
             transport.write(data)
+
+    def can_send_file(self) -> bool:
+        """Whether `send_file` can use os.sendfile: a socket of our own, not TLS (whose bytes
+        are encrypted in user space). Asked only for a file response."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not transport.is_closing()
+            and transport.get_extra_info("ssl_object") is None
+            and transport.get_extra_info("socket") is not None
+        )
+
+    async def send_file(self, head: bytes, fd: int, offset: int, count: int) -> int:
+        """Write `head` (after anything held), then `count` bytes of file `fd` from `offset`
+        with os.sendfile: the kernel moves the file's pages to the socket. Returns the
+        bytes sent (fewer: the file ended early, or the connection went).
+
+        uvloop has no `loop.sendfile`, so this is done by hand, in the order the
+        bytes must leave: the transport's own buffer is drained first (write limits
+        at 0 for the wait, so `resume_writing` means "empty"). The socket is used
+        through a dup of its descriptor, so a connection closed meanwhile can never
+        lend its descriptor number to another connection that would get our bytes;
+        writability is awaited with `add_writer` on that dup (uvloop refuses it on a
+        transport's own descriptor) through this connection's WriteFlow, so a lost
+        connection wakes it and `send_timeout` cuts a client that stopped reading,
+        as for any app's `send`.
+        """
+        self.write_now(head)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return self._file_cut(0)
+        if transport.get_write_buffer_size():
+            transport.set_write_buffer_limits(high=0)
+            try:
+                await self.flow.wait()
+            finally:
+                transport.set_write_buffer_limits()
+            if self.transport is not transport or transport.is_closing():
+                return self._file_cut(0)
+        out = os.dup(transport.get_extra_info("socket").fileno())
+        flow, sent = self.flow, 0
+        try:
+            while sent < count:
+                try:
+                    done = os.sendfile(out, fd, offset + sent, count - sent)
+                except BlockingIOError:
+                    done = -1
+                except OSError:  # reset, broken pipe: the connection is lost
+                    transport.abort()
+                    return self._file_cut(sent)
+                if done == 0:
+                    return sent  # the file is shorter than it was
+                if done > 0:
+                    sent += done
+                    continue
+                flow.pause()
+                self.loop.add_writer(out, flow.resume)
+                try:
+                    await flow.wait()
+                finally:
+                    self.loop.remove_writer(out)
+                if self.transport is not transport or transport.is_closing():
+                    return self._file_cut(sent)
+            return sent
+        finally:
+            os.close(out)
+
+    def _file_cut(self, sent: int) -> int:
+        """The connection went (or is going) while a file was sent: its exchange learns it
+        now, as an app's `send` would, rather than take it for a short file."""
+        if self.exchange is not None:
+            self.exchange.disconnect()
+        return sent
 
     def send_continue(self) -> None:
         """100 Continue: the client sends the body only now, so its wait starts now."""

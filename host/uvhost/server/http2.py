@@ -234,6 +234,13 @@ class Stream:
     def update_reading(self) -> None:
         """Reading is paced by flow control (`consumed`), not by pausing the transport."""
 
+    def can_send_file(self) -> bool:
+        """A file's bytes go in DATA frames: read and sent under flow control (exchange.py)."""
+        return False
+
+    async def send_file(self, head: bytes, fd: int, offset: int, count: int) -> int:
+        raise NotImplementedError  # never asked: can_send_file says no
+
     def stage(self, data: bytes) -> None:
         self._send(data, end=False)
 

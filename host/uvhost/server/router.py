@@ -191,6 +191,8 @@ def _endpoint(
         own = settings[target]
         proxy_prefix = listener.root_path + own.root_path
         app, max_body, websocket = apps[target], own.max_body_bytes, own.websocket
+        if own.folder is not None:  # files read no body and refuse WebSocket upgrades
+            max_body, websocket = BUILTIN_MAX_BODY_BYTES, None
     return Endpoint(
         name=target,
         app=app,

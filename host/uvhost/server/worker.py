@@ -40,6 +40,7 @@ from uvhost.server.lifespan import Lifespan, LifespanFailure
 from uvhost.server.proxy import TrustedProxies
 from uvhost.server.proxy_intake import ProxyHeaderReader, ProxyIntake
 from uvhost.server.router import Router
+from uvhost.server.static_files import StaticFiles
 from uvhost.server.tls import (
     CertificateChooser,
     TlsSetupError,
@@ -88,9 +89,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         states = {name: lifespan.state for name, lifespan in self.lifespans.items()}
         access = AccessLogger() if config.logging.access_log else None
+        served = {**apps, **self._folder_apps()}
         for group in self.groups:
             for listener_name in group.listeners:
-                await self._serve_listener(loop, listener_name, apps, states, access)
+                await self._serve_listener(loop, listener_name, served, states, access)
         self._tick()
 
     def _built_ins(self) -> dict[str, ASGIApp]:
@@ -99,13 +101,27 @@ class Worker:
         config = self.plan.config
         return {**built_in_answers(config.redirects, config.answers), **self.builtins}
 
+    def _folder_apps(self) -> dict[str, ASGIApp]:
+        """The folder apps of this worker's groups, each built once (one file cache per app,
+        shared by every listener it is mounted on). No import, no lifespan."""
+        config = self.plan.config
+        return {
+            name: StaticFiles(config.apps[name])
+            for group in self.groups
+            for name in group.apps
+            if config.apps[name].folder is not None
+        }
+
     def _load_apps(self) -> dict[str, ASGIApp]:
+        """Import the ASGI apps (those with a `target`) of this worker's groups."""
         config = self.plan.config
         apps: dict[str, ASGIApp] = {}
         for group in self.groups:
             for name in group.apps:
-                os.environ.update(self.plan.app_environments.get(name, {}))
                 settings = config.apps[name]
+                if settings.target is None:
+                    continue  # a folder: `_folder_apps`
+                os.environ.update(self.plan.app_environments.get(name, {}))
                 try:
                     apps[name] = load_app(
                         settings.target,

@@ -48,9 +48,14 @@ class CodeFilter(watchfiles.PythonFilter):
 
 
 def group_folders(plan: Plan) -> dict[str, tuple[Path, ...]]:
-    """Each group's app import folders, resolved."""
+    """Each group's app import folders, resolved (folder apps import nothing)."""
+    apps = plan.config.apps
     return {
-        group.name: tuple(dict.fromkeys(plan.app_dir(app).resolve() for app in group.apps))
+        group.name: tuple(
+            dict.fromkeys(
+                plan.app_dir(app).resolve() for app in group.apps if apps[app].folder is None
+            )
+        )
         for group in plan.groups
     }
 
