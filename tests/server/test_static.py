@@ -473,9 +473,10 @@ def test_each_encoding_has_its_own_etag(host: RunningHost) -> None:
 def test_spa_fallback(host: RunningHost, target: str, status: int, body: bytes | None) -> None:
     response = get(host, target)
     assert response.status == status
+    if body == INDEX:
+        assert response.header("content-type") == b"text/html; charset=utf-8"
     if body is not None:
         assert response.body == body
-        assert response.header("content-type") == b"text/html; charset=utf-8"
 
 
 def test_fallback_with_extension(serve: Callable[..., RunningHost], site: Path) -> None:
@@ -577,8 +578,9 @@ def test_traversal_corpus_never_escapes(host: RunningHost, site: Path, target: s
     assert str(site.parent).encode() not in response.raw
 
 
-@pytest.mark.parametrize("target", [*CORPUS[:10], "/static/link-out", "/static/.env"])
+@pytest.mark.parametrize("target", [*CORPUS[1:10], "/static/link-out", "/static/.env"])
 def test_the_corpus_over_h2c_too(host: RunningHost, target: str) -> None:
+    """(httpx removes plain `..` segments itself; the encoded forms reach the server.)"""
     with httpx.Client(base_url=host.url(""), http1=False, http2=True, timeout=TIMEOUT) as client:
         response = client.send(httpx.Request("GET", host.url("") + target))
     assert response.status_code in (400, 404)
@@ -673,23 +675,36 @@ def test_a_small_file_is_not_read_again(
     assert sendfile_calls == []
 
 
-def test_sendfile_waits_for_a_slow_reader(host: RunningHost, sendfile_calls: list[int]) -> None:
+def test_sendfile_waits_for_a_slow_reader(
+    host: RunningHost, site: Path, sendfile_calls: list[int]
+) -> None:
+    huge = BIG * 16  # 32 MiB: more than the socket buffers take at once
+    (site / "huge.bin").write_bytes(huge)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     sock.settimeout(TIMEOUT)
     sock.connect(("127.0.0.1", host.port()))
     with Raw(sock) as raw:
         raw.send(
-            b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /static/huge.bin HTTP/1.1\r\nHost: t\r\n\r\n"
             b"GET /static/app.js HTTP/1.1\r\nHost: t\r\n\r\n"
         )
         time.sleep(0.5)  # the server fills the socket and waits for it to drain
         assert len(sendfile_calls) >= 1
-        assert sum(sendfile_calls) < len(BIG)
-        response = raw.read_response()
-        assert response.body == BIG
+        assert sum(sendfile_calls) < len(huge)
+        head = raw.read_until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        pieces, size = [raw.buffer], len(raw.buffer)
+        while size < len(huge):  # read fast: Raw's own buffer would copy 32 MiB per read
+            piece = sock.recv(1 << 20)
+            assert piece
+            pieces.append(piece)
+            size += len(piece)
+        rest = b"".join(pieces)
+        assert rest[: len(huge)] == huge
+        raw.buffer = rest[len(huge) :]
         assert raw.read_response().body == APP_JS  # the connection goes on
-    assert sum(sendfile_calls) == len(BIG)
+    assert sum(sendfile_calls) == len(huge)
     assert len(sendfile_calls) >= 2  # sent in parts, resumed after each wait
 
 
@@ -715,13 +730,14 @@ def test_files_over_h2c(
 ) -> None:
     whole = (site / target.removeprefix("/static/")).read_bytes()
     with httpx.Client(http1=False, http2=True, timeout=TIMEOUT) as client:
-        response = client.get(host.url(target))
+        plain = {"Accept-Encoding": "identity"}  # app.js has precompressed siblings
+        response = client.get(host.url(target), headers=plain)
         assert response.http_version == "HTTP/2"
         assert response.content == whole
-        part = client.get(host.url(target), headers={"Range": "bytes=100-"})
+        part = client.get(host.url(target), headers={"Range": "bytes=100-", **plain})
         assert part.status_code == 206
         assert part.content == whole[100:]
-        head = client.head(host.url(target))
+        head = client.head(host.url(target), headers=plain)
         assert head.headers["content-length"] == str(len(whole))
     assert sendfile_calls == []  # HTTP/2 reads the file into DATA frames
 

@@ -307,12 +307,8 @@ class StaticFiles:
         if found.__class__ is not str:
             if old is not None:
                 self._forget(key, old)
-            if (
-                found == NOT_FOUND
-                and self.fallback is not None
-                and (self.fallback_with_extension or not request.has_extension())
-            ):
-                return self._fallback_entry(now) or NOT_FOUND
+            if found == NOT_FOUND:
+                return self._missing(request, now)
             return found  # type: ignore[return-value]
         real: str = found
         relative = request.relative
@@ -322,7 +318,7 @@ class StaticFiles:
         if entry is None:
             if old is not None:
                 self._forget(key, old)
-            return NOT_FOUND
+            return self._missing(request, now)
         if entry is not old:
             self._remember(key, entry, old)
         return entry
@@ -349,6 +345,12 @@ class StaticFiles:
         elif request.directory and segments:
             return NOT_FOUND  # "/file.txt/": a file is not a folder
         return real
+
+    def _missing(self, request: RequestPath, now: float) -> Entry | int:
+        """No file for a well-formed path: the fallback, if any and the name allows, else 404."""
+        if self.fallback is None or (request.has_extension() and not self.fallback_with_extension):
+            return NOT_FOUND
+        return self._fallback_entry(now) or NOT_FOUND
 
     def _fallback_entry(self, now: float) -> Entry | None:
         fallback = self.fallback
