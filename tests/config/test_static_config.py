@@ -4,12 +4,14 @@ live edits (config/diff.py) and what a worker is given."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
 
 import pytest
 
+from uvhost.commands.check import show_config
 from uvhost.config.diff import ChangeKind, diff
 from uvhost.config.load import LoadResult, load_config
 
@@ -329,3 +331,14 @@ def test_a_worker_gets_the_folder_without_pydantic(tmp_path: Path, dist: Path) -
     assert detached.folder == dist
     assert detached.static.immutable == "^assets/"
     assert type(detached.static).__module__ == "uvhost.config.detach"
+
+
+def test_the_printed_config_of_a_folder_app_loads_again(tmp_path: Path, dist: Path) -> None:
+    """`uvhost config` writes every default (websocket, lifespan, static): no error for it."""
+    load(tmp_path, LISTENER + '\n[apps.files]\nfolder = "dist"\n')
+    out, err = io.StringIO(), io.StringIO()
+    assert show_config(tmp_path / "uvhost.toml", out=out, err=err) == 0
+    printed = tmp_path / "printed.toml"
+    printed.write_text(out.getvalue().replace("$$", "$"), encoding="utf-8")
+    again = load_config(printed, environ={})
+    assert found(again) == []

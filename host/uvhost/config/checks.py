@@ -526,7 +526,7 @@ def _check_app_kinds(config: HostConfig) -> Iterator[Problem]:
             )
             continue
         if app.target is not None:
-            if "static" in app.model_fields_set:
+            if _set_apart_from_default(app, "static"):
                 yield Problem(
                     f'the static settings of app "{name}" have no effect: it has a target, '
                     "not a folder",
@@ -536,7 +536,7 @@ def _check_app_kinds(config: HostConfig) -> Iterator[Problem]:
                 )
             continue
         for key in TARGET_ONLY_KEYS:
-            if key in app.model_fields_set:
+            if _set_apart_from_default(app, key):
                 yield Problem(
                     f'{key} has no effect on app "{name}": it serves a folder, nothing is '
                     "imported or run",
@@ -545,6 +545,15 @@ def _check_app_kinds(config: HostConfig) -> Iterator[Problem]:
                     at="key",
                 )
         yield from _check_folder(name, app)
+
+
+def _set_apart_from_default(app: AppSettings, key: str) -> bool:
+    """Written, with a value other than its default: `uvhost config` prints every default,
+    and what it prints must load again, so a default written out is no mistake."""
+    if key not in app.model_fields_set:
+        return False
+    default = AppSettings.model_fields[key].get_default(call_default_factory=True)
+    return bool(getattr(app, key) != default)
 
 
 def _check_folder(name: str, app: AppSettings) -> Iterator[Problem]:
