@@ -162,15 +162,19 @@ class _WholePort(Router):
 class SiteRouter(Router):
     """Host first, then path: a `Router` per site, the listener's own for other hosts."""
 
-    __slots__ = ("_router_for",)
+    __slots__ = ("_cache", "_router_for")
 
     def __init__(self, default: Router, by_host: dict[str, Router]) -> None:
         table = HostTable(default, by_host)
         super().__init__(tuple(e for router in table.values() for e in router.endpoints))
+        self._cache = table.cache  # the hit, without a call
         self._router_for = table.for_request
 
     def resolve(self, path: str, host: bytes | None) -> Endpoint | None:
-        return self._router_for(host).resolve(path, host)
+        router = self._cache.get(host)
+        if router is None:
+            router = self._router_for(host)
+        return router.resolve(path, host)
 
 
 def _endpoint(
