@@ -102,10 +102,14 @@ lifespan = "off"
 """
 
 
-def serve(app: str, apps_dir: Path, folder: Path, seconds: float) -> None:
+def serve(
+    app: str, apps_dir: Path, folder: Path, seconds: float, config: Path | None = None
+) -> None:
     """Run one Worker on a uvloop loop until SIGTERM or `seconds`; write the port to a file.
 
     Runs under valgrind, in the interpreter being measured; uvhost is imported here only.
+    `config` replaces the built-in one: a peerbench-style file (benchmarks/uvhost-bench*.toml)
+    whose ${PEERBENCH_PORT} becomes 0 and ${PEERBENCH_APP} the scenario's app.
     """
     import uvloop  # noqa: PLC0415 (the measured interpreter's, not the client's)
 
@@ -115,7 +119,12 @@ def serve(app: str, apps_dir: Path, folder: Path, seconds: float) -> None:
     from uvhost.supervisor.sockets import bind_all  # noqa: PLC0415
 
     config_path = folder / "uvhost.toml"
-    config_path.write_text(CONFIG.format(app=app, apps_dir=apps_dir), encoding="utf-8")
+    if config is None:
+        config_path.write_text(CONFIG.format(app=app, apps_dir=apps_dir), encoding="utf-8")
+    else:
+        os.environ.update(PEERBENCH_PORT="0", PEERBENCH_APP=app)
+        sys.path.insert(0, str(apps_dir))
+        config_path.write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
     result = load_config(config_path)
     if result.config is None:
         raise SystemExit("\n".join(str(d) for d in result.diagnostics))
@@ -346,6 +355,7 @@ def measure(
         str(folder),
         "--server-seconds",
         str(args.server_seconds),
+        *(["--config", str(args.config.resolve())] if args.config else []),
     ]
     started = time.monotonic()
     with (folder / "server.log").open("wb") as log:
@@ -456,12 +466,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the server stops itself after this long, whatever happens here",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (dumps, logs)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="serve with this peerbench-style uvhost.toml (e.g. benchmarks/uvhost-bench-sites"
+        ".toml) instead of one whole-port app; the client's Host is 127.0.0.1",
+    )
     sub = parser.add_subparsers(dest="mode")
     serve_parser = sub.add_parser("_serve", help=argparse.SUPPRESS)
     serve_parser.add_argument("--app", required=True)
     serve_parser.add_argument("--apps-dir", type=Path, required=True)
     serve_parser.add_argument("--folder", type=Path, required=True)
     serve_parser.add_argument("--server-seconds", type=float, required=True)
+    serve_parser.add_argument("--config", type=Path)
     return parser.parse_args(argv)
 
 
@@ -541,7 +558,7 @@ def print_table(
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.mode == "_serve":
-        serve(args.app, args.apps_dir, args.folder, args.server_seconds)
+        serve(args.app, args.apps_dir, args.folder, args.server_seconds, args.config)
         return 0
     check_args(args)
     for name in ("valgrind", "vgdb", "git", "tar"):

@@ -323,3 +323,15 @@ def test_proxy_protocol_rolls_the_group_without_touching_the_socket() -> None:
     widened = edited(**{"listeners.hello.proxy_protocol": {"allow": ["10.0.0.0/8", "::1"]}})
     rolled = diff(plan(turned_on), plan(widened)).of(ChangeKind.GROUP_ROLLED)
     assert [change.subject for change in rolled] == ["hello"]
+
+
+def test_a_redirect_edited_in_place_rolls_the_group_mounting_it() -> None:
+    """Workers build redirects and answers at start: a new `to` alone must roll the group
+    whose listener mounts it, and only that one."""
+    routes = {"/": "site", "/api": "api", "/old": "moved"}
+    before = edited(**{"listeners.public.routes": routes, "redirects.moved": {"to": "/new"}})
+    after = edited(**{"listeners.public.routes": routes, "redirects.moved": {"to": "/newer"}})
+    result = diff(plan(before), plan(after))
+    assert kinds(result) == {"api+site": ChangeKind.GROUP_ROLLED, "hello": ChangeKind.UNTOUCHED}
+    [rolled] = result.of(ChangeKind.GROUP_ROLLED)
+    assert rolled.keys == ("built_ins.moved.to",)

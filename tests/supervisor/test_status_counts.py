@@ -237,8 +237,12 @@ def send_the_mix_and_check_it(host):
     fetch_all(host.url, MIX, threads=12)
 
     def settled(snapshot):
+        # The clients' closes reach the workers after their last responses: wait for
+        # those too, or a tick taken in between still counts a connection open.
         totals = snapshot["totals"]
-        return totals["requests"] == ended(totals) >= len(MIX) and in_window(snapshot) >= len(MIX)
+        closed = all(listener["connections"] == 0 for listener in snapshot["listeners"])
+        ended_all = totals["requests"] == ended(totals) >= len(MIX)
+        return ended_all and closed and in_window(snapshot) >= len(MIX)
 
     snapshot = poll(host, settled, "the mix counted and ticked")
     totals = snapshot["totals"]

@@ -18,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uvhost.config.plan import Plan, WorkerGroup
+from uvhost.config.plan import Plan, WorkerGroup, served_targets
+
+if TYPE_CHECKING:
+    from uvhost.config.model import HostConfig
 
 SOCKET_KEYS = frozenset({"bind", "backlog", "unix_mode"})
 SUPERVISOR_KEYS = frozenset(
@@ -158,6 +161,7 @@ def _fingerprint(plan: Plan, group: WorkerGroup) -> dict[str, Any]:
             for name, site in config.sites.items()
             if any(listener in group.listeners for listener in site.listeners)
         },
+        "built_ins": _built_ins_served(config, group),
         "environment": {name: dict(plan.app_environments.get(name, {})) for name in group.apps},
         "client_ca_files": {  # CAs can only be added to a live context, so a change rolls
             str(tls.client_ca): plan.file_digests.get(tls.client_ca)
@@ -166,6 +170,14 @@ def _fingerprint(plan: Plan, group: WorkerGroup) -> dict[str, Any]:
         },
         "host": {"max_requests": host.max_requests, "jitter": host.max_requests_jitter},
     }
+
+
+def _built_ins_served(config: HostConfig, group: WorkerGroup) -> dict[str, Any]:
+    """The redirects and fixed answers the group's listeners and sites mount: workers build
+    them at start, so editing one in place rolls the groups that serve it."""
+    served = {target for name in group.listeners for target in served_targets(config, name)}
+    tables = {**config.redirects, **config.answers}
+    return {name: _dump(tables[name]) for name in sorted(served) if name in tables}
 
 
 def _dump(model: Any) -> dict[str, Any]:

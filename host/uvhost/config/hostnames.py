@@ -167,14 +167,15 @@ class HostTable(Generic[T]):
     before costs one dict hit; a client inventing hosts only empties it.
     """
 
-    __slots__ = ("_by_host", "_cache", "default")
+    __slots__ = ("_by_host", "cache", "default")
 
     CACHE_SIZE = 4096
 
     def __init__(self, default: T, by_host: dict[str, T]) -> None:
         self.default = default
         self._by_host = by_host
-        self._cache: dict[bytes | None, T] = {None: default}
+        self.cache: dict[bytes | None, T] = {None: default}
+        """Host bytes as sent -> value; read directly by hot paths, filled by `for_request`."""
 
     def values(self) -> list[T]:
         """The default and every value named for a host, each once."""
@@ -189,7 +190,7 @@ class HostTable(Generic[T]):
         return self.default if found is None else found
 
     def for_request(self, host: bytes | None) -> T:
-        cache = self._cache
+        cache = self.cache
         try:
             return cache[host]
         except KeyError:

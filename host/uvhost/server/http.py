@@ -336,15 +336,15 @@ class HttpProtocol(asyncio.Protocol):
         context = self.context
         scope, endpoint = http_scope(
             context,
-            version=version,
-            method=parser.get_method().decode("ascii"),
-            raw_path=raw_path,
-            query=query,
-            headers=self.headers,
-            host=self.host,
-            certificate=self.certificate,
-            client=self.client,
-            server=self.server,
+            version,
+            parser.get_method().decode("ascii"),
+            raw_path,
+            query,
+            self.headers,
+            self.host,
+            self.certificate,
+            self.client,
+            self.server,
         )
         self.keeps_alive = keeps_alive = parser.should_keep_alive()
         if (

@@ -604,15 +604,15 @@ class Http2Protocol(asyncio.Protocol):
         try:
             scope, endpoint = http_scope(
                 self.context,
-                version="2",
-                method=method.decode("ascii"),
-                raw_path=raw_path,
-                query=query,
-                headers=fields,
-                host=head.host,
-                certificate=self.certificate,
-                client=self.client,
-                server=self.server,
+                "2",
+                method.decode("ascii"),
+                raw_path,
+                query,
+                fields,
+                head.host,
+                self.certificate,
+                self.client,
+                self.server,
             )
         except (UnicodeDecodeError, ValueError) as error:
             raise BadStreamError("the :path does not decode") from error

@@ -9,11 +9,13 @@ Invariants:
 - A whole-port app (a single mount at "") resolves without a loop or a string
   operation: `compile` returns a router whose `resolve` hands back its one
   endpoint.
-- Otherwise `resolve` is one short scan over the non-root mounts, longest
-  prefix first (plan.py sorts them), testing `path == prefix` and
-  `path.startswith(prefix + "/")` with `prefix + "/"` prebuilt; a root mount
-  ("") is never scanned, it is the fallback. So matches fall on `/` segment
-  boundaries: "/api" serves "/api" and "/api/x", never "/apiary".
+- Otherwise `resolve` takes the path's first segment ("/api" of
+  "/api/items"), looks up the mounts that share it (one dict hit), and scans
+  only those, longest prefix first (plan.py sorts them), testing
+  `path == prefix` and `path.startswith(prefix + "/")` with `prefix + "/"`
+  prebuilt; a root mount ("") is never scanned, it is the fallback. So a
+  request costs the same with 2 mounts or 50, and matches fall on `/`
+  segment boundaries: "/api" serves "/api" and "/api/x", never "/apiary".
 - Paths are compared percent-decoded, as plan.py normalises prefixes, so
   "/caf%C3%A9" and "/café" are the same mount.
 - Hosts come first when a listener has sites (`SiteRouter`): the request's
@@ -90,14 +92,22 @@ class Endpoint:
 class Router:
     """A listener's mounts; build it with `Router.compile`."""
 
-    __slots__ = ("_fallback", "_scan", "endpoints")
+    __slots__ = ("_by_segment", "_fallback", "endpoints")
 
     endpoints: tuple[Endpoint, ...]
     """Every endpoint, in table order (longest prefix first)."""
 
     def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
         self.endpoints = endpoints
-        self._scan = tuple((e.prefix, e.prefix + "/", e) for e in endpoints if e.prefix)
+        # Mounts by their first segment ("/admin/tools" under "/admin"), each bucket longest
+        # first: a request looks at the few sharing its first segment, not at every mount.
+        by_segment: dict[str, list[tuple[str, str, Endpoint]]] = {}
+        for e in endpoints:
+            if e.prefix:
+                by_segment.setdefault(_first_segment(e.prefix), []).append(
+                    (e.prefix, e.prefix + "/", e)
+                )
+        self._by_segment = {first: tuple(bucket) for first, bucket in by_segment.items()}
         roots = [e for e in endpoints if not e.prefix]
         self._fallback = roots[0] if roots else None
 
@@ -140,7 +150,8 @@ class Router:
     def resolve(self, path: str, host: bytes | None) -> Endpoint | None:
         """The endpoint for a percent-decoded request path, or None (answer 404). `host` is
         the request's Host (or `:authority`) as sent, None when it has none."""
-        for prefix, below, endpoint in self._scan:
+        end = path.find("/", 1)
+        for prefix, below, endpoint in self._by_segment.get(path if end < 0 else path[:end], ()):
             if path.startswith(below) or path == prefix:
                 return endpoint
         return self._fallback
@@ -162,15 +173,25 @@ class _WholePort(Router):
 class SiteRouter(Router):
     """Host first, then path: a `Router` per site, the listener's own for other hosts."""
 
-    __slots__ = ("_router_for",)
+    __slots__ = ("_cache", "_router_for")
 
     def __init__(self, default: Router, by_host: dict[str, Router]) -> None:
         table = HostTable(default, by_host)
         super().__init__(tuple(e for router in table.values() for e in router.endpoints))
+        self._cache = table.cache  # the hit, without a call
         self._router_for = table.for_request
 
     def resolve(self, path: str, host: bytes | None) -> Endpoint | None:
-        return self._router_for(host).resolve(path, host)
+        router = self._cache.get(host)
+        if router is None:
+            router = self._router_for(host)
+        return router.resolve(path, host)
+
+
+def _first_segment(path: str) -> str:
+    """ "/api/v1" -> "/api"; "/api" and "*" are their own."""
+    end = path.find("/", 1)
+    return path if end < 0 else path[:end]
 
 
 def _endpoint(

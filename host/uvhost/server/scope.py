@@ -20,9 +20,8 @@ if TYPE_CHECKING:
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
 
-def http_scope(
+def http_scope(  # noqa: PLR0917 (one call per request: positional is cheaper than keywords)
     context: ListenerContext,
-    *,
     version: str,
     method: str,
     raw_path: bytes,
@@ -32,6 +31,7 @@ def http_scope(
     certificate: object,
     client: tuple[str, int] | None,
     server: tuple[str, int | None] | None,
+    /,
 ) -> tuple[Scope, Endpoint | None]:
     """The scope and the endpoint its path resolves to (None: no route, a 404).
 
