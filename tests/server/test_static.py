@@ -781,15 +781,107 @@ def test_an_edit_on_disk_is_served_within_a_second(host: RunningHost, site: Path
         time.sleep(0.05)
 
 
-def test_a_large_file_edited_is_served_as_opened(host: RunningHost, site: Path) -> None:
+def descriptors_on(path: Path) -> int:
+    """This process's descriptors open on `path` (the in-process host is this process),
+    including one whose file was renamed over since ("... (deleted)")."""
+    names = (str(path), f"{path} (deleted)")
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") in names
+        except OSError:  # closed since listed (the listing's own descriptor)
+            continue
+    return count
+
+
+def test_a_hot_large_file_is_neither_opened_nor_read_again(
+    host: RunningHost, site: Path, monkeypatch: pytest.MonkeyPatch, sendfile_calls: list[int]
+) -> None:
+    assert get(host, "/static/big.bin").body == BIG
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(
+        os, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k)
+    )
+    for _ in range(5):
+        assert get(host, "/static/big.bin").body == BIG
+    assert opened == []  # sent from the cached descriptor
+    assert sum(sendfile_calls) == 6 * len(BIG)
+    assert descriptors_on(site / "big.bin") == 1
+
+
+def test_a_large_file_renamed_over_is_served_whole_and_the_old_one_closed(
+    host: RunningHost, site: Path
+) -> None:
+    def etag_of(path: Path) -> bytes:
+        info = path.stat()
+        return b'"%x-%x-%x"' % (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    old_etag = etag_of(site / "big.bin")
     assert get(host, "/static/big.bin").body == BIG
     new = bytes(reversed(BIG))
     (site / "big.new").write_bytes(new)
     (site / "big.new").rename(site / "big.bin")
-    response = get(host, "/static/big.bin")  # at once: large files are opened per request
-    assert response.body == new
-    info = (site / "big.bin").stat()
-    assert response.header("etag") == b'"%x-%x-%x"' % (info.st_ino, info.st_size, info.st_mtime_ns)
+    new_etag = etag_of(site / "big.bin")
+    started = time.monotonic()
+    while True:  # the old file, whole and with its own ETag, until the next check
+        response = get(host, "/static/big.bin")
+        if response.body == new:
+            break
+        assert (response.body, response.header("etag")) == (BIG, old_etag)
+        assert time.monotonic() - started < static_files.REVALIDATE + 1.0
+        time.sleep(0.05)
+    assert response.header("etag") == new_etag
+    assert descriptors_on(site / "big.bin") == 1  # the old one closed, the new one kept
+
+
+def test_a_response_in_flight_keeps_the_file_it_started(
+    host: RunningHost, site: Path, sendfile_calls: list[int]
+) -> None:
+    """The cache lets go of a replaced file while a slow download still sends from it:
+    the download ends with the old bytes, whole, and the descriptor closes after it."""
+    huge = BIG * 16  # 32 MiB: the socket buffers take a part, the rest waits for the reader
+    (site / "huge.bin").write_bytes(huge)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", host.port()))
+    with Raw(sock) as raw:
+        raw.send(b"GET /static/huge.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = raw.read_until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        replacement = site / "huge.new"
+        replacement.write_bytes(b"new" * 1000)
+        replacement.rename(site / "huge.bin")
+        time.sleep(static_files.REVALIDATE + 0.1)
+        assert get(host, "/static/huge.bin").body == b"new" * 1000  # the cache moved on
+        assert sum(sendfile_calls) < len(huge)  # while the download is still under way
+        assert descriptors_on(site / "huge.bin") == 1  # the old file, held by the download
+        pieces, size = [raw.buffer], len(raw.buffer)
+        while size < len(huge):
+            piece = sock.recv(1 << 20)
+            assert piece
+            pieces.append(piece)
+            size += len(piece)
+        assert b"".join(pieces)[: len(huge)] == huge
+    deadline = time.monotonic() + TIMEOUT
+    while descriptors_on(site / "huge.bin") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert descriptors_on(site / "huge.bin") == 0  # closed after it; the new file is in memory
+
+
+def test_open_large_files_are_bounded(
+    host: RunningHost, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(static_files, "MAX_OPEN_FILES", 2)
+    names = [f"large-{n}.bin" for n in range(4)]
+    for n, name in enumerate(names):
+        (site / name).write_bytes(BIG[n:] + BIG[:n])
+    for _ in range(2):  # the first two stay open, the others are opened per request
+        for n, name in enumerate(names):
+            assert get(host, f"/static/{name}").body == BIG[n:] + BIG[:n]
+    held = [descriptors_on(site / name) for name in names]
+    assert held == [1, 1, 0, 0]
 
 
 def test_stats_count_files_like_any_app(host: RunningHost) -> None:

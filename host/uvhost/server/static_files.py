@@ -27,10 +27,14 @@ Invariants:
   within a second; the cache holds at most CACHE_BYTES of file bytes (it
   is emptied when full: simpler than LRU, and a refill costs one read per
   hot file).
-- Larger files are opened per request (an open and an fstat, nothing next
-  to sending them) and sent with `http.response.zerocopysend` (the ASGI
-  extension): `os.sendfile` on plain TCP HTTP/1.1, reads with
-  back-pressure on TLS and HTTP/2 (exchange.py decides which).
+- Larger files stay open in the cache (OpenFile, at most MAX_OPEN_FILES per
+  app and worker; past that they are opened per request), so a hot large
+  file costs no open or stat either, and are sent from that descriptor with
+  `http.response.zerocopysend` (the ASGI extension): `os.sendfile` on plain
+  TCP HTTP/1.1, reads with back-pressure on TLS and HTTP/2 (exchange.py
+  decides which). A file replaced on disk gets a new entry at the next
+  check; the old descriptor is closed when the last response sending from
+  it lets go of it.
 - Nothing this module answers names a filesystem path.
 """
 
@@ -68,6 +72,8 @@ REVALIDATE = 1.0
 """Seconds a resolved path is trusted before it is resolved and stat'ed again."""
 CACHE_BYTES = 32 * 1024 * 1024
 """File bytes one folder app keeps in memory per worker."""
+MAX_OPEN_FILES = 128
+"""Large files one folder app keeps open per worker (well inside a default 1024 fd limit)."""
 IMMUTABLE = b"public, max-age=31536000, immutable"
 SUFFIXES = {b"br": ".br", b"zstd": ".zst", b"gzip": ".gz"}
 """Precompressed siblings: `app.js.br` beside `app.js`."""
@@ -117,6 +123,39 @@ class Variant:
     """The head of a 304 (RFC 9110 15.4.5: the fields a 200 would carry for caches)."""
     common: Headers
     """What every response about this file carries, for 206 heads built per request."""
+    opened: OpenFile | None = None
+    """A large file's descriptor, kept; None: small (in `body`) or opened per request."""
+
+
+class OpenFiles:
+    """How many descriptors one folder app holds in its cache: the bound is per app."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class OpenFile:
+    """A cached large file's descriptor, closed when nothing refers to it any more.
+
+    Why reference counting rather than closing on eviction: a response may still be
+    sending from the descriptor when its entry is replaced (the file was renamed
+    over) or the cache is emptied. The response holds the Variant, the Variant
+    holds this, and CPython frees it, closing the descriptor, the moment the last
+    of them lets go; nothing refers back, so no cycle delays it.
+    """
+
+    __slots__ = ("fd", "owner")
+
+    def __init__(self, fd: int, owner: OpenFiles) -> None:
+        self.fd = fd
+        self.owner = owner
+        owner.count += 1
+
+    def __del__(self) -> None:
+        self.owner.count -= 1
+        os.close(self.fd)
 
 
 @dataclass(slots=True)
@@ -158,6 +197,7 @@ class StaticFiles:
         self.fallback_with_extension: bool = static.fallback_with_extension
         self.entries: dict[tuple[str, bytes], Entry] = {}
         self.cached_bytes = 0
+        self.open_files = OpenFiles()
         self._fallback: Entry | None = None
         self._accepted: dict[bytes, tuple[bytes, ...]] = {}
 
@@ -236,8 +276,13 @@ class StaticFiles:
         wanted: list[bytes | None],
         is_get: bool,
     ) -> None:
-        """A file too large to keep: opened for this request, judged by its own fstat, sent
-        from that descriptor (never re-read by name)."""
+        """A file too large to keep in memory: sent from its cached descriptor, or, past
+        MAX_OPEN_FILES, opened for this request and judged by its own fstat; never
+        re-read by name."""
+        kept = variant.opened
+        if kept is not None:
+            await _send_open_file(send, kept.fd, variant, wanted, is_get)
+            return
         opened = self._open(variant.path)
         if opened is None:
             entry.checked = -REVALIDATE  # gone or swapped: the next request resolves again
@@ -248,38 +293,7 @@ class StaticFiles:
             if _key(status) != variant.key:  # changed since it was cached: serve what is open
                 entry.checked = -REVALIDATE
                 variant = self._reopened(variant.path, fd, status, entry, variant)
-            if any(wanted[slot] for slot in (IF_MATCH, IF_UNMODIFIED, IF_NONE_MATCH, IF_MODIFIED)):
-                verdict = _verdict(variant, wanted)
-                if verdict != PROCEED:
-                    await _refuse(send, verdict, variant)
-                    return
-            offset, count, status_code, headers = 0, variant.size, 200, variant.headers
-            span = wanted[RANGE]
-            if span is not None and is_get:
-                part = _range(variant, span, wanted[IF_RANGE])
-                if part is UNSATISFIABLE:
-                    await _unsatisfiable(send, variant.size)
-                    return
-                if part is not None:
-                    offset, count, status_code = part.start, part.length, 206
-                    headers = [
-                        *variant.common,
-                        (b"content-range", part.content_range(variant.size)),
-                        (b"content-length", b"%d" % part.length),
-                    ]
-            await send({"type": "http.response.start", "status": status_code, "headers": headers})
-            if not is_get:
-                await send({"type": "http.response.body", "body": b""})
-                return
-            await send(
-                {
-                    "type": "http.response.zerocopysend",
-                    "file": fd,
-                    "offset": offset,
-                    "count": count,
-                    "more_body": False,
-                }
-            )
+            await _send_open_file(send, fd, variant, wanted, is_get)
         finally:
             os.close(fd)
 
@@ -416,9 +430,15 @@ class StaticFiles:
             return None
         fd, status = opened
         try:
-            return _variant(path, fd, status, context, coding, self.extra)
-        finally:
+            variant = _variant(path, fd, status, context, coding, self.extra)
+        except BaseException:
             os.close(fd)
+            raise
+        if variant.body is None and self.open_files.count < MAX_OPEN_FILES:
+            variant.opened = OpenFile(fd, self.open_files)  # it closes fd from now on
+        else:
+            os.close(fd)
+        return variant
 
     def _reopened(
         self, path: str, fd: int, status: os.stat_result, entry: Entry, variant: Variant
@@ -528,6 +548,44 @@ def _range(variant: Variant, span: bytes, if_range: bytes | None) -> Any:
     if if_range is not None and not if_range_holds(if_range, variant.etag, variant.last_modified):
         return None  # the file changed since the client's part: the whole of it
     return parse_range(span, variant.size)
+
+
+async def _send_open_file(
+    send: Any, fd: int, variant: Variant, wanted: list[bytes | None], is_get: bool
+) -> None:
+    """The response for an open large file whose head `variant` describes."""
+    if any(wanted[slot] for slot in (IF_MATCH, IF_UNMODIFIED, IF_NONE_MATCH, IF_MODIFIED)):
+        verdict = _verdict(variant, wanted)
+        if verdict != PROCEED:
+            await _refuse(send, verdict, variant)
+            return
+    offset, count, status_code, headers = 0, variant.size, 200, variant.headers
+    span = wanted[RANGE]
+    if span is not None and is_get:
+        part = _range(variant, span, wanted[IF_RANGE])
+        if part is UNSATISFIABLE:
+            await _unsatisfiable(send, variant.size)
+            return
+        if part is not None:
+            offset, count, status_code = part.start, part.length, 206
+            headers = [
+                *variant.common,
+                (b"content-range", part.content_range(variant.size)),
+                (b"content-length", b"%d" % part.length),
+            ]
+    await send({"type": "http.response.start", "status": status_code, "headers": headers})
+    if not is_get:
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send(
+        {
+            "type": "http.response.zerocopysend",
+            "file": fd,
+            "offset": offset,
+            "count": count,
+            "more_body": False,
+        }
+    )
 
 
 async def _refuse(send: Any, verdict: int, variant: Variant) -> None:
