@@ -3,7 +3,8 @@
 # environment: Uvicorn (the baseline) and Gunicorn (to run Uvicorn under a
 # supervisor process, as uvhost always runs), Hypercorn and Granian (the
 # HTTP/2 peers of h2bench.py) in their own virtual environment, and wrk and
-# h2load (Debian's nghttp2-client) from the system packages. None of them is
+# h2load (Debian's nghttp2-client) and nginx (one worker: the C ceiling of the
+# static-file scenarios, static-peers.json) from the system packages. None of them is
 # ever a dependency of uvhost. Safe to run again: it installs only what is
 # missing and leaves what is there.
 #   PEERS=/opt/peers benchmarks/setup-peers.sh
@@ -12,6 +13,7 @@ PEERS=${PEERS:-/opt/peers}
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if ((${#missing[@]})); then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
@@ -23,4 +25,5 @@ fi
 echo "peers ready in $PEERS: $("$PEERS/bin/uvicorn" --version)," \
     "hypercorn $("$PEERS/bin/python" -c 'import importlib.metadata as m; print(m.version("hypercorn"))')," \
     "$("$PEERS/bin/granian" --version 2>&1 | tail -n1)," \
-    "$(h2load --version 2>&1 | head -n1)"
+    "$(h2load --version 2>&1 | head -n1)," \
+    "$(PATH=$PATH:/usr/sbin nginx -v 2>&1)"

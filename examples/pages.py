@@ -1,7 +1,8 @@
 """A Starlette site: a couple of routes and a lifespan context.
 
 Mounted at "/" next to examples/api.py at "/api" and examples/chat.py at
-"/chat", its index page links to both. The lifespan runs once per worker,
+"/chat", its index page links to both; its style sheet comes from
+examples/assets, a folder the host serves itself at "/assets". The lifespan runs once per worker,
 when the host starts it, and its clean-up when the host drains it.
 """
 
@@ -14,10 +15,12 @@ from starlette.routing import Route
 
 INDEX = """<!doctype html>
 <title>uvhost examples</title>
+<link rel="stylesheet" href="/assets/style.css">
 <h1>uvhost examples</h1>
 <ul>
   <li><a href="/api/docs">API docs</a> (FastAPI, mounted at /api)</li>
   <li><a href="/chat/">Chat</a> (WebSocket, mounted at /chat)</li>
+  <li><a href="/assets/style.css">A static file</a> (served by the host from examples/assets)</li>
   <li><a href="/about">About</a></li>
 </ul>
 """

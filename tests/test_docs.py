@@ -123,6 +123,7 @@ def test_example_config_is_valid_and_imports(monkeypatch: pytest.MonkeyPatch) ->
 def test_example_config_has_every_section() -> None:
     text = (ROOT / "uvhost.toml.example").read_text("utf-8")
     assert text.startswith("#:schema ./schemas/uvhost.schema.json")
-    for header in ("[host]", "[logging]", "[listeners.", "[apps.", "[apps.chat.websocket]"):
+    sections = ("[host]", "[logging]", "[listeners.", "[apps.", "[apps.chat.websocket]")
+    for header in (*sections, "[apps.assets.static]"):  # a folder app, with its options
         assert header in text
     assert "tls]" in text  # present, commented: no private key is shipped

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import shutil
 import socket
@@ -36,6 +37,7 @@ import pytest
 import trustme
 
 from uvhost.observe import stats
+from uvhost.observe.logs import PLAIN
 from uvhost.server import static_files, static_paths
 
 from .conftest import TIMEOUT, Raw, RawResponse, RunningHost
@@ -896,6 +898,33 @@ def test_stats_count_files_like_any_app(host: RunningHost) -> None:
     counts = routes[("web", "files")]
     assert counts[stats.REQUESTS] == 3
     assert counts[stats.BYTES_OUT] >= len(BIG) + len(INDEX)
+
+
+def test_the_access_log_counts_a_sent_file(
+    serve: Callable[..., RunningHost], site: Path, sendfile_calls: list[int]
+) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("uvhost.access")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        host = serve(config(site, "[logging]\naccess_log = true"), APPS)
+        assert get(host, "/static/big.bin").body == BIG
+        assert get(host, "/static/big.bin", {"Range": "bytes=0-99"}).status == 206
+        deadline = time.monotonic() + TIMEOUT
+        while len(records) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert sum(sendfile_calls) == len(BIG) + 100  # both went through sendfile
+    line = [PLAIN.format(record) for record in records]
+    assert f'"GET /static/big.bin HTTP/1.1" 200 {len(BIG)} ' in line[0], line
+    assert '"GET /static/big.bin HTTP/1.1" 206 100 ' in line[1], line
+    assert all(text.endswith(" files web") for text in line), line
 
 
 # --------------------------------------------------------------------- curl
