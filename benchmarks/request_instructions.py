@@ -73,7 +73,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_APPS_DIR = HERE.parent.parent / "shared" / "bench"
-SCENARIOS = {"hello": "/hello", "json": "/json"}
+SCENARIOS = {"hello": "/hello", "json": "/json", "file": "/static/small.bin"}
+"""Paths by scenario; "file" is a 1 KiB file of a folder app (the static scenarios' small.bin)."""
 IO_TIMEOUT = 120.0  # seconds: any one read, write or connect of the client (valgrind is slow)
 VGDB_TIMEOUT = 120.0  # seconds: one monitor command to the server under valgrind
 START_TIMEOUT = 180.0  # seconds: the server under valgrind to print its port
@@ -102,6 +103,24 @@ lifespan = "off"
 """
 
 
+FILE_CONFIG = """\
+[host]
+workers = 1
+graceful_timeout = "2s"
+
+[logging]
+level = "warning"
+access_log = false
+
+[listeners.bench]
+bind = "127.0.0.1:0"
+routes = {{ "/static" = "files" }}
+
+[apps.files]
+folder = "{files}"
+"""
+
+
 def serve(
     app: str, apps_dir: Path, folder: Path, seconds: float, config: Path | None = None
 ) -> None:
@@ -119,7 +138,12 @@ def serve(
     from uvhost.supervisor.sockets import bind_all  # noqa: PLC0415
 
     config_path = folder / "uvhost.toml"
-    if config is None:
+    if app == "file":
+        files = folder / "files"
+        files.mkdir()
+        (files / "small.bin").write_bytes((bytes(range(256)) * 4)[:1024])
+        config_path.write_text(FILE_CONFIG.format(files=files), encoding="utf-8")
+    elif config is None:
         config_path.write_text(CONFIG.format(app=app, apps_dir=apps_dir), encoding="utf-8")
     else:
         os.environ.update(PEERBENCH_PORT="0", PEERBENCH_APP=app)

@@ -662,6 +662,44 @@ def test_a_large_file_goes_through_sendfile(host: RunningHost, sendfile_calls: l
     assert sum(sendfile_calls) == 2000000 - 1000
 
 
+def test_a_hot_small_file_is_answered_without_a_task(
+    host: RunningHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a small file is cached, HTTP/1.1 requests for it (200, 304, 206, HEAD,
+    pipelined) are answered by `answer_at_once` in the parser's callback: the ASGI
+    callable is not called; HTTP/2 still goes through it."""
+    first = get(host, "/static/app.js", {"Accept-Encoding": "identity"})
+    assert first.body == APP_JS
+    calls: list[str] = []
+    through_asgi = static_files.StaticFiles.__call__
+
+    async def counted(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["path"])
+        await through_asgi(self, scope, receive, send)
+
+    monkeypatch.setattr(static_files.StaticFiles, "__call__", counted)
+    plain = {"Accept-Encoding": "identity"}
+    assert get(host, "/static/app.js", plain).body == APP_JS
+    etag = first.header("etag").decode()
+    assert get(host, "/static/app.js", {**plain, "If-None-Match": etag}).status == 304
+    part = get(host, "/static/app.js", {**plain, "Range": "bytes=0-6"})
+    assert (part.status, part.body) == (206, APP_JS[:7])
+    with host.raw() as raw:
+        request = b"GET /static/app.js HTTP/1.1\r\nHost: t\r\nAccept-Encoding: identity\r\n\r\n"
+        head = request.replace(b"GET", b"HEAD", 1)
+        raw.send(request + head + request)
+        assert raw.read_response().body == APP_JS
+        headed = raw.read_response(head=True)
+        assert headed.header("content-length") == b"%d" % len(APP_JS)
+        assert headed.body == b""
+        assert raw.read_response().body == APP_JS
+    assert calls == []
+    with httpx.Client(http1=False, http2=True, timeout=TIMEOUT) as client:
+        response = client.get(host.url("/static/app.js"), headers=plain)
+        assert (response.http_version, response.content) == ("HTTP/2", APP_JS)
+    assert calls == ["/static/app.js"]
+
+
 def test_a_small_file_is_not_read_again(
     host: RunningHost, site: Path, monkeypatch: pytest.MonkeyPatch, sendfile_calls: list[int]
 ) -> None:

@@ -19,6 +19,13 @@ ASGI2Instance: TypeAlias = Callable[[Receive, Send], Awaitable[None]]
 ASGI2App: TypeAlias = Callable[[Scope], ASGI2Instance]
 """ASGI 2 ("double callable"): ``await app(scope)(receive, send)``."""
 
+Answer: TypeAlias = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""A whole response: status, headers, body."""
+AnswerAtOnce: TypeAlias = Callable[[Scope], Answer | None]
+"""A host-built app's synchronous shortcut (folder apps: a file held in memory): the
+whole response for a request it can answer without awaiting anything, else None and
+the request runs through the app as usual. Saves the task and the ASGI messages."""
+
 
 class ClientDisconnectedError(OSError):
     """`send` after the client went away: ASGI 2.4 asks servers for an OSError subclass,

@@ -241,16 +241,27 @@ class Exchange:
         more: bool = message.get("more_body", False)
         out = self._frame(body, more)
         if not more:
-            self.phase = Phase.DONE
-            if self.counts_body and self.sent < self.content_length:
-                app_error(self, f"response ended after {self.sent} of {self.content_length} bytes")
-                self.protocol.write_now(out)
-                self.protocol.close()
-                return
-            self.protocol.finish_response(self, out)
-            return
-        if out:
+            self._end(out)
+        elif out:
             await self.protocol.write(out)
+
+    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole response at once, from an app's `answer_at_once` (router.Endpoint): what
+        `http.response.start` and one last `http.response.body` do, with no task."""
+        self.status = status
+        self.headers_out = headers
+        self.phase = Phase.HEAD
+        self._end(self._frame(body, False))
+
+    def _end(self, out: bytes) -> None:
+        """The last bytes of the response (`out`, head included if not yet written)."""
+        self.phase = Phase.DONE
+        if self.counts_body and self.sent < self.content_length:
+            app_error(self, f"response ended after {self.sent} of {self.content_length} bytes")
+            self.protocol.write_now(out)
+            self.protocol.close()
+            return
+        self.protocol.finish_response(self, out)
 
     async def _send_file(self, message: Message) -> None:
         """`http.response.zerocopysend` (the ASGI extension; folder apps send it for files

@@ -31,7 +31,7 @@ import httptools
 
 from uvhost.observe.stats import REQUESTS, clock
 from uvhost.server import wire
-from uvhost.server.asgi_types import Scope
+from uvhost.server.asgi_types import ASGIApp, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import READ_HIGH_WATER, UNLIMITED, Exchange, Phase, run_app
 from uvhost.server.flow import WriteFlow, peer_hung_up
@@ -511,7 +511,17 @@ class HttpProtocol(asyncio.Protocol):
             budget.spent()
         exchange.stats.counts[REQUESTS] += 1  # counted once it ends
         endpoint = exchange.endpoint
-        app = endpoint.app if endpoint is not None else not_found
+        app: ASGIApp
+        if endpoint is None:
+            app = not_found
+        else:
+            at_once = endpoint.at_once
+            if at_once is not None:  # a folder app with the file in memory: no task
+                answer = at_once(exchange.scope)
+                if answer is not None:
+                    exchange.answer(*answer)
+                    return
+            app = endpoint.app
         self.context.turn_writer.starting += 1
         self.loop.create_task(run_app(app, exchange))
 

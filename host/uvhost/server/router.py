@@ -50,7 +50,7 @@ from urllib.parse import quote
 from uvhost.config.hostnames import HostTable
 from uvhost.config.plan import Mount, RouteTable
 from uvhost.observe.stats import RouteStats
-from uvhost.server.asgi_types import ASGIApp, Scope
+from uvhost.server.asgi_types import AnswerAtOnce, ASGIApp, Scope
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
     from uvhost.config.model import AppSettings, Listener, WebSocketSettings
@@ -87,6 +87,8 @@ class Endpoint:
     """`proxy_prefix` percent-encoded, prepended to `scope["raw_path"]`."""
     stats: RouteStats = field(default_factory=RouteStats, compare=False)
     """This mount's counters in this worker (one per endpoint, so counting needs no lookup)."""
+    at_once: AnswerAtOnce | None = field(default=None, compare=False)
+    """The app's `answer_at_once`, if it has one (folder apps): tried before a task."""
 
 
 class Router:
@@ -223,6 +225,7 @@ def _endpoint(
         max_body_bytes=max_body,
         websocket=websocket,
         raw_proxy_prefix=quote(proxy_prefix, safe=_PATH_SAFE).encode("ascii"),
+        at_once=getattr(app, "answer_at_once", None),
     )
 
 

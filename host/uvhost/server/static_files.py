@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from uvhost.server import static_paths
+from uvhost.server.asgi_types import Answer
 from uvhost.server.http_conditional import (
     ENCODINGS,
     NOT_MODIFIED,
@@ -203,10 +204,27 @@ class StaticFiles:
 
     # ----------------------------------------------------------------- serving
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # noqa: PLR0912
+    def answer_at_once(self, scope: Any) -> Answer | None:
+        """The whole response, when it needs no await: a GET or HEAD for a path checked
+        within the last REVALIDATE seconds whose file is held in memory (and any 304,
+        412, 206 or 416 about it). The HTTP/1.1 carrier tries this before it starts a
+        task (router.Endpoint.at_once); None sends the request through `__call__`."""
         method = scope["method"]
         if method not in {"GET", "HEAD"}:
-            await _plain(send, 405, [(b"allow", b"GET, HEAD")])
+            return None
+        entry = self.entries.get((scope["root_path"], scope["raw_path"]))
+        if entry is None or time.monotonic() - entry.checked >= REVALIDATE:
+            return None
+        wanted = _wanted(scope["headers"])
+        variant = self._chosen(entry, wanted)
+        if variant.body is None:
+            return None
+        return _from_memory(variant, variant.body, wanted, method == "GET")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        method = scope["method"]
+        if method not in {"GET", "HEAD"}:
+            await _send(send, _plain(405, [(b"allow", b"GET, HEAD")]))
             return
         key = (scope["root_path"], scope["raw_path"])
         entry = self.entries.get(key)
@@ -216,60 +234,30 @@ class StaticFiles:
             if found.__class__ is not Entry:
                 if found.__class__ is Redirect:
                     location = found.location
-                    await _plain(send, 308, [(b"location", location)], b"")
+                    await _send(send, _plain(308, [(b"location", location)], b""))
                 else:
-                    await _plain(send, found)  # type: ignore[arg-type]
+                    await _send(send, _plain(found))  # type: ignore[arg-type]
                 return
             entry = found
-        wanted: list[bytes | None] = [None] * 7
-        for name, value in scope["headers"]:
-            slot = _SLOT(name)
-            if slot is not None:
-                before = wanted[slot]
-                wanted[slot] = value if before is None else before + b", " + value
-        variant = entry.identity
+        wanted = _wanted(scope["headers"])
+        variant = self._chosen(entry, wanted)
+        if variant.body is None:
+            await self._serve_opened(send, entry, variant, wanted, method == "GET")
+            return
+        await _send(send, _from_memory(variant, variant.body, wanted, method == "GET"))
+
+    def _chosen(self, entry: Entry, wanted: list[bytes | None]) -> Variant:
+        """The file itself, or the precompressed sibling the client prefers."""
         accept = wanted[ACCEPT_ENCODING]
         if entry.encoded and accept is not None:
             for coding in self._accepts(accept):
                 chosen = entry.encoded.get(coding)
                 if chosen is not None:
-                    variant = chosen
-                    break
-        if variant.body is None:
-            await self._serve_opened(scope, send, entry, variant, wanted, method == "GET")
-            return
-        if (
-            wanted[IF_MATCH]
-            or wanted[IF_UNMODIFIED]
-            or wanted[IF_NONE_MATCH]
-            or wanted[IF_MODIFIED]
-        ):
-            verdict = _verdict(variant, wanted)
-            if verdict != PROCEED:
-                await _refuse(send, verdict, variant)
-                return
-        span = wanted[RANGE]
-        if span is not None and method == "GET":
-            part = _range(variant, span, wanted[IF_RANGE])
-            if part is not None:
-                if part is UNSATISFIABLE:
-                    await _unsatisfiable(send, variant.size)
-                    return
-                headers = [
-                    *variant.common,
-                    (b"content-range", part.content_range(variant.size)),
-                    (b"content-length", b"%d" % part.length),
-                ]
-                await send({"type": "http.response.start", "status": 206, "headers": headers})
-                body = variant.body[part.start : part.end + 1]
-                await send({"type": "http.response.body", "body": body})
-                return
-        await send({"type": "http.response.start", "status": 200, "headers": variant.headers})
-        await send({"type": "http.response.body", "body": variant.body})
+                    return chosen
+        return entry.identity
 
-    async def _serve_opened(  # noqa: PLR0917
+    async def _serve_opened(
         self,
-        scope: Any,
         send: Any,
         entry: Entry,
         variant: Variant,
@@ -286,7 +274,7 @@ class StaticFiles:
         opened = self._open(variant.path)
         if opened is None:
             entry.checked = -REVALIDATE  # gone or swapped: the next request resolves again
-            await _plain(send, NOT_FOUND)
+            await _send(send, _plain(NOT_FOUND))
             return
         fd, status = opened
         try:
@@ -557,14 +545,14 @@ async def _send_open_file(
     if any(wanted[slot] for slot in (IF_MATCH, IF_UNMODIFIED, IF_NONE_MATCH, IF_MODIFIED)):
         verdict = _verdict(variant, wanted)
         if verdict != PROCEED:
-            await _refuse(send, verdict, variant)
+            await _send(send, _refusal(verdict, variant))
             return
     offset, count, status_code, headers = 0, variant.size, 200, variant.headers
     span = wanted[RANGE]
     if span is not None and is_get:
         part = _range(variant, span, wanted[IF_RANGE])
         if part is UNSATISFIABLE:
-            await _unsatisfiable(send, variant.size)
+            await _send(send, _unsatisfiable(variant.size))
             return
         if part is not None:
             offset, count, status_code = part.start, part.length, 206
@@ -588,21 +576,17 @@ async def _send_open_file(
     )
 
 
-async def _refuse(send: Any, verdict: int, variant: Variant) -> None:
+def _refusal(verdict: int, variant: Variant) -> Answer:
     if verdict == NOT_MODIFIED:
-        await send({"type": "http.response.start", "status": 304, "headers": variant.not_modified})
-        await send({"type": "http.response.body", "body": b""})
-    else:
-        await _plain(send, PRECONDITION_FAILED, [(b"etag", variant.etag)])
+        return 304, variant.not_modified, b""
+    return _plain(PRECONDITION_FAILED, [(b"etag", variant.etag)])
 
 
-async def _unsatisfiable(send: Any, size: int) -> None:
-    await _plain(send, 416, [(b"content-range", b"bytes */%d" % size)])
+def _unsatisfiable(size: int) -> Answer:
+    return _plain(416, [(b"content-range", b"bytes */%d" % size)])
 
 
-async def _plain(
-    send: Any, status: int, headers: Headers | None = None, body: bytes | None = None
-) -> None:
+def _plain(status: int, headers: Headers | None = None, body: bytes | None = None) -> Answer:
     """A short text answer that names no path: 400, 404, 405, 412, 416, or a redirect."""
     if body is None:
         body = _REASONS.get(status, b"")
@@ -612,8 +596,46 @@ async def _plain(
         _NOSNIFF,
         *(headers or ()),
     ]
-    await send({"type": "http.response.start", "status": status, "headers": head})
+    return status, head, body
+
+
+async def _send(send: Any, answer: Answer) -> None:
+    status, headers, body = answer
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _wanted(headers: Headers) -> list[bytes | None]:
+    """The request headers this module reads, by slot (repeats joined with ", ")."""
+    wanted: list[bytes | None] = [None] * 7
+    for name, value in headers:
+        slot = _SLOT(name)
+        if slot is not None:
+            before = wanted[slot]
+            wanted[slot] = value if before is None else before + b", " + value
+    return wanted
+
+
+def _from_memory(variant: Variant, body: bytes, wanted: list[bytes | None], is_get: bool) -> Answer:
+    """The answer about a file held in memory: 304 or 412 (RFC 9110 13.2.2's order),
+    206 or 416 for one range of a GET, else the whole file."""
+    if wanted[IF_MATCH] or wanted[IF_UNMODIFIED] or wanted[IF_NONE_MATCH] or wanted[IF_MODIFIED]:
+        verdict = _verdict(variant, wanted)
+        if verdict != PROCEED:
+            return _refusal(verdict, variant)
+    span = wanted[RANGE]
+    if span is not None and is_get:
+        part = _range(variant, span, wanted[IF_RANGE])
+        if part is UNSATISFIABLE:
+            return _unsatisfiable(variant.size)
+        if part is not None:
+            headers = [
+                *variant.common,
+                (b"content-range", part.content_range(variant.size)),
+                (b"content-length", b"%d" % part.length),
+            ]
+            return 206, headers, body[part.start : part.end + 1]
+    return 200, variant.headers, body
 
 
 __all__ = ["BAD_REQUEST", "ENCODINGS", "StaticFiles"]
