@@ -86,11 +86,12 @@ def test_check_the_example(tmp_path: Path) -> None:
         "public  127.0.0.1:8000  (http)",
         "hello  127.0.0.1:8001  (http)",
         "admin  127.0.0.1:9000  (http)",
-        "/api  → api",
-        "/chat → chat",
+        "/api    → api",
+        "/assets → assets",
+        "/chat   → chat",
         "/healthz → @health",
         "Worker groups",
-        "api+chat+pages",
+        "api+assets+chat+pages",
         "@admin",
         "(built-ins only)",
     ):
@@ -165,15 +166,15 @@ def test_check_json_of_a_valid_file() -> None:
     assert report["file"] == "uvhost.toml.example"
     assert report["valid"] is True
     assert report["diagnostics"] == []
-    assert {group["name"]: group for group in report["groups"]}["api+chat+pages"] == {
-        "name": "api+chat+pages",
+    assert {group["name"]: group for group in report["groups"]}["api+assets+chat+pages"] == {
+        "name": "api+assets+chat+pages",
         "workers": 1,
         "listeners": ["public"],
-        "apps": ["api", "chat", "pages"],
+        "apps": ["api", "assets", "chat", "pages"],
     }
     assert report["listeners"]["public"] == {
         "bind": "127.0.0.1:8000",
-        "routes": {"/chat": "chat", "/api": "api", "/": "pages"},
+        "routes": {"/assets": "assets", "/chat": "chat", "/api": "api", "/": "pages"},
         "sites": {},
     }
     assert report["listeners"]["hello"]["routes"] == {"/": "hello"}
