@@ -519,7 +519,12 @@ class HttpProtocol(asyncio.Protocol):
             if at_once is not None:  # a folder app with the file in memory: no task
                 answer = at_once(exchange.scope)
                 if answer is not None:
+                    # Written with the rest of this loop turn's responses, as a task's
+                    # would be (flow.TurnWriter): reads first, then the writes together.
+                    turn = self.context.turn_writer
+                    turn.starting += 1
                     exchange.answer(*answer)
+                    turn.starting -= 1
                     return
             app = endpoint.app
         self.context.turn_writer.starting += 1
