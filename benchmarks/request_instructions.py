@@ -83,7 +83,7 @@ START_TIMEOUT = 180.0  # seconds: the server under valgrind to print its port
 # --------------------------------------------------------------------------- server side
 
 
-CONFIG = """\
+_SERVER = """\
 [host]
 workers = 1
 graceful_timeout = "2s"
@@ -94,6 +94,11 @@ access_log = false
 
 [listeners.bench]
 bind = "127.0.0.1:0"
+"""
+
+CONFIG = (
+    _SERVER
+    + """\
 app = "bench"
 
 [apps.bench]
@@ -101,24 +106,17 @@ target = "apps:{app}"
 app_dir = "{apps_dir}"
 lifespan = "off"
 """
+)
 
-
-FILE_CONFIG = """\
-[host]
-workers = 1
-graceful_timeout = "2s"
-
-[logging]
-level = "warning"
-access_log = false
-
-[listeners.bench]
-bind = "127.0.0.1:0"
+FILE_CONFIG = (
+    _SERVER
+    + """\
 routes = {{ "/static" = "files" }}
 
 [apps.files]
 folder = "{files}"
 """
+)
 
 
 def serve(

@@ -5,8 +5,11 @@ live edits (config/diff.py) and what a worker is given."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import tempfile
+import traceback
 from pathlib import Path
 
 import pytest
@@ -18,10 +21,14 @@ from uvhost.config.load import LoadResult, load_config
 Found = tuple[str, str, int | None, int | None]
 
 
-def load(folder: Path, text: str) -> LoadResult:
+def write(folder: Path, text: str) -> Path:
     path = folder / "uvhost.toml"
     path.write_text(re.sub(r"^ {8}", "", text, flags=re.M).lstrip("\n"), encoding="utf-8")
-    return load_config(path, environ={})
+    return path
+
+
+def load(folder: Path, text: str) -> LoadResult:
+    return load_config(write(folder, text), environ={})
 
 
 def found(result: LoadResult) -> list[Found]:
@@ -114,18 +121,47 @@ def test_the_folder_must_exist_and_be_readable(tmp_path: Path, setup: str, messa
     if setup == "file":
         folder.write_text("not a folder")
     elif setup == "unreadable":
-        if os.geteuid() == 0:
-            pytest.skip("root reads every folder")
         folder.mkdir(mode=0o000)
-    result = load(
-        tmp_path,
-        LISTENER
-        + """
-        [apps.files]
-        folder = "dist"
-        """,
-    )
-    assert found(result) == [("error", message.format(folder=folder), 9, 10)]
+    text = LISTENER + '\n        [apps.files]\n        folder = "dist"\n        '
+    if setup == "unreadable" and os.geteuid() == 0:  # root reads every folder: check as nobody
+        problems = found_as_nobody(tmp_path, text)
+    else:
+        problems = found(load(tmp_path, text))
+    assert problems == [("error", message.format(folder=folder), 9, 10)]
+
+
+def found_as_nobody(folder: Path, text: str) -> list[Found]:
+    """`found(load(folder, text))` in a child process whose real uid is nobody's (65534),
+    since os.access asks with the real uid. `folder`'s parents may be root's own, so its
+    dist/ is moved for the check to a fresh folder in /tmp the child can reach."""
+    with tempfile.TemporaryDirectory(prefix="uvhost-nobody-") as scratch:
+        here = Path(scratch)
+        here.chmod(0o755)
+        (folder / "dist").rename(here / "dist")
+        path = write(here, text)
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop to nobody, load, report, exit without pytest's atexit
+            code = 1
+            try:
+                os.close(reader)
+                os.setgid(65534)
+                os.setuid(65534)
+                os.write(writer, json.dumps(found(load_config(path, environ={}))).encode())
+                code = 0
+            except BaseException:  # noqa: BLE001 - shown by the parent
+                os.write(writer, traceback.format_exc().encode())
+            finally:
+                os._exit(code)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            report = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, report.decode()
+        (here / "dist").rename(folder / "dist")
+        problems = [tuple(problem) for problem in json.loads(report)]
+        shown = str(here / "dist")
+        return [(s, m.replace(shown, str(folder / "dist")), ln, c) for s, m, ln, c in problems]  # type: ignore[misc]
 
 
 def test_the_fallback_must_be_a_file_in_the_folder(tmp_path: Path, dist: Path) -> None:
@@ -230,10 +266,7 @@ def test_headers_uvhost_computes_are_refused(tmp_path: Path, dist: Path) -> None
     ]
 
 
-def test_a_folder_takes_the_worker_count_of_the_apps_beside_it(tmp_path: Path, dist: Path) -> None:
-    result = load(
-        tmp_path,
-        """
+BESIDE_AN_API = """
         [listeners.web]
         bind = "127.0.0.1:0"
         routes = { "/" = "api", "/static" = "files" }
@@ -244,29 +277,17 @@ def test_a_folder_takes_the_worker_count_of_the_apps_beside_it(tmp_path: Path, d
 
         [apps.files]
         folder = "dist"
-        """,
-    )
+        """
+
+
+def test_a_folder_takes_the_worker_count_of_the_apps_beside_it(tmp_path: Path, dist: Path) -> None:
+    result = load(tmp_path, BESIDE_AN_API)
     assert found(result) == []
     assert [(g.name, g.workers) for g in result.plan(cpu_count=8).groups] == [("api+files", 3)]
 
 
 def test_a_folder_with_its_own_count_must_agree(tmp_path: Path, dist: Path) -> None:
-    result = load(
-        tmp_path,
-        """
-        [listeners.web]
-        bind = "127.0.0.1:0"
-        routes = { "/" = "api", "/static" = "files" }
-
-        [apps.api]
-        target = "api:app"
-        workers = 3
-
-        [apps.files]
-        folder = "dist"
-        workers = 2
-        """,
-    )
+    result = load(tmp_path, BESIDE_AN_API + "workers = 2\n")
     assert [m for _, m, _, _ in found(result)] == [
         'apps "api" (3 workers) and "files" (2 workers) share listener web but want '
         "different worker counts"

@@ -24,7 +24,9 @@ import contextlib
 import itertools
 import logging
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -351,3 +353,22 @@ def errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRec
         return [r for r in caplog.records if r.name == "uvhost.error"]
 
     return records
+
+
+def run_curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """curl, bounded and checked; skips when curl is missing (fails under
+    UVHOST_REQUIRE_TOOLS=1, as CI runs, so a missing tool is never a silent pass)."""
+    path = shutil.which("curl")
+    if path is None:
+        reason = "curl is not installed (Debian: apt-get install curl)"
+        if os.environ.get("UVHOST_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"UVHOST_REQUIRE_TOOLS=1 but {reason}")
+        pytest.skip(reason)
+    done = subprocess.run(
+        [path, "--silent", "--show-error", "--max-time", str(TIMEOUT), *args],
+        capture_output=True,
+        timeout=TIMEOUT * 2,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import h2.events
 import httpx
 import pytest
 import trustme
+from tests.h2raw import RawH2
 
 APPS = """
 import asyncio, json
@@ -245,106 +245,10 @@ def test_concurrent_streams_on_one_connection(h2c_host):
 # ------------------------------------------------------- a raw h2 client
 
 
-class RawH2:
-    """An h2 client on a plain socket, for frames httpx never sends."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=True,
-                header_encoding=None,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
-        self.conn.initiate_connection()
-        self.flush()
-        self.events: list[h2.events.Event] = []
-        self.closed = False
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
-
-    def request(
-        self,
-        path: str = "/",
-        *,
-        method: str = "GET",
-        extra: list[tuple[str, str]] | None = None,
-        body: bytes | None = None,
-        authority: str = "localhost",
-    ) -> int:
-        stream_id = self.conn.get_next_available_stream_id()
-        headers = [(":method", method), (":path", path), (":scheme", "http")]
-        if authority:
-            headers.append((":authority", authority))
-        headers += extra or []
-        self.conn.send_headers(stream_id, headers, end_stream=body is None)
-        if body is not None:
-            self.conn.send_data(stream_id, body, end_stream=True)
-        self.flush()
-        return stream_id
-
-    def pump(self, until: Any, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                raise AssertionError(f"timed out; events so far: {self.events}") from None
-            if not data:
-                self.closed = True
-                return
-            self.events += self.conn.receive_data(data)
-            for event in self.events:
-                if isinstance(event, h2.events.DataReceived):
-                    self.conn.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
-            self.flush()
-
-    def response(self, stream_id: int) -> tuple[int, dict[bytes, bytes], bytes]:
-        def ended() -> bool:
-            return (
-                any(
-                    isinstance(event, h2.events.StreamEnded | h2.events.StreamReset)
-                    and event.stream_id == stream_id
-                    for event in self.events
-                )
-                or self.closed
-            )
-
-        self.pump(ended)
-        status, headers, body = 0, {}, b""
-        for event in self.events:
-            if getattr(event, "stream_id", None) != stream_id:
-                continue
-            if isinstance(event, h2.events.ResponseReceived):
-                headers = dict(event.headers)
-                status = int(headers[b":status"])
-            elif isinstance(event, h2.events.DataReceived):
-                body += event.data
-            elif isinstance(event, h2.events.StreamReset):
-                status = -int(event.error_code)
-        return status, headers, body
-
-
 @contextmanager
 def raw_h2(host: Any) -> Iterator[RawH2]:
     with host.connect() as sock:
         yield RawH2(sock)
-
-
-def raw_request(client: RawH2, headers: list[tuple[bytes, bytes]]) -> int:
-    """Send a header list exactly as given (h2's own client checks are off)."""
-    stream_id = client.conn.get_next_available_stream_id()
-    client.conn.send_headers(stream_id, headers, end_stream=True)
-    client.flush()
-    return stream_id
 
 
 GOOD = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"x")]
@@ -377,11 +281,9 @@ def test_a_malformed_request_is_a_400_on_its_stream_alone(h2c_host, case):
     """RFC 9113 8.1.1: a malformed request is an error of its stream; the connection
     and its other streams go on, and no app sees the request."""
     with raw_h2(h2c_host) as client:
-        status, _, _ = client.response(raw_request(client, MALFORMED[case]))
+        status, _, _ = client.response(client.send(MALFORMED[case]))
         assert status == 400, case
-        status, _, body = client.response(
-            raw_request(client, [*GOOD[:2], (b":path", b"/ok"), GOOD[3]])
-        )
+        status, _, body = client.response(client.send([*GOOD[:2], (b":path", b"/ok"), GOOD[3]]))
         assert status == 200
         assert json.loads(body)["path"] == "/ok"
 
@@ -389,7 +291,7 @@ def test_a_malformed_request_is_a_400_on_its_stream_alone(h2c_host, case):
 def test_cookie_fields_are_joined_for_the_app(h2c_host):
     with raw_h2(h2c_host) as client:
         headers = [*GOOD, (b"cookie", b"a=1"), (b"x-b", b"2"), (b"cookie", b"c=3")]
-        status, _, body = client.response(raw_request(client, headers))
+        status, _, body = client.response(client.send(headers))
     assert status == 200
     seen = json.loads(body)["headers"]
     assert [value for name, value in seen if name == "cookie"] == ["a=1; c=3"]

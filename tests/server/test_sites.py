@@ -26,20 +26,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import h2.config
-import h2.connection
-import h2.events
 import httpx
 import idna
 import pytest
-from tests.server.conftest import RawResponse, RunningHost, Serve
+from tests.h2raw import RawH2
+from tests.server.conftest import RawResponse, RunningHost, Serve, run_curl
 from websockets.sync.client import connect as ws_connect
 
 from uvhost.config.hostnames import parent_wildcard
@@ -539,68 +535,6 @@ def test_http2_routes_by_authority(host: RunningHost) -> None:
     assert found.json()["app"] == "shop"
 
 
-class RawH2:
-    """An h2 client on a plain socket that sends header lists exactly as given."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=True,
-                header_encoding=None,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
-        self.conn.initiate_connection()
-        self.sock.sendall(self.conn.data_to_send())
-        self.events: list[h2.events.Event] = []
-
-    def send(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool = True) -> int:
-        stream_id = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(stream_id, headers, end_stream=end_stream)
-        self.sock.sendall(self.conn.data_to_send())
-        return stream_id
-
-    def pump(self, until: Callable[[], bool]) -> None:
-        """Read frames (the socket's timeout bounds each read) until `until()` holds."""
-        while not until():
-            data = self.sock.recv(65536)
-            assert data, f"connection closed; events: {self.events}"
-            for event in self.conn.receive_data(data):
-                self.events.append(event)
-                if isinstance(event, h2.events.DataReceived):
-                    self.conn.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
-            self.sock.sendall(self.conn.data_to_send())
-
-    def ended(self, stream_ids: list[int]) -> bool:
-        done = {
-            event.stream_id
-            for event in self.events
-            if isinstance(event, h2.events.StreamEnded | h2.events.StreamReset)
-        }
-        return set(stream_ids) <= done
-
-    def answers(self) -> dict[int, tuple[int, bytes]]:
-        """Status (negative: reset with that code) and body so far, by stream."""
-        out: dict[int, tuple[int, bytes]] = {}
-        for event in self.events:
-            if isinstance(event, h2.events.ResponseReceived):
-                out[event.stream_id] = (int(dict(event.headers)[b":status"]), b"")
-            elif isinstance(event, h2.events.DataReceived):
-                status, body = out[event.stream_id]
-                out[event.stream_id] = (status, body + event.data)
-            elif isinstance(event, h2.events.StreamReset):
-                out[event.stream_id] = (-int(event.error_code), b"")
-        return out
-
-    def responses(self, stream_ids: list[int]) -> dict[int, tuple[int, bytes]]:
-        self.pump(lambda: self.ended(stream_ids))
-        return self.answers()
-
-
 @contextmanager
 def raw_h2(host: RunningHost, listener: str) -> Iterator[RawH2]:
     with host.connect(listener) as sock:
@@ -716,27 +650,8 @@ def test_websocket_upgrade_for_an_unknown_host_on_a_bare_listener_is_404(
 # ---------------------------------------------------------------------- curl
 
 
-def curl_path() -> str:
-    """curl's path; skip when it is missing (fail under UVHOST_REQUIRE_TOOLS=1)."""
-    path = shutil.which("curl")
-    if path is None:
-        reason = "curl is not installed (Debian: apt-get install curl)"
-        if os.environ.get("UVHOST_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"UVHOST_REQUIRE_TOOLS=1 but {reason}")
-        pytest.skip(reason)
-    return path
-
-
-def curl(*args: str) -> Any:
-    done = subprocess.run(
-        [curl_path(), "--silent", "--show-error", "--max-time", str(TIMEOUT), *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT * 2,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def curl(*args: str) -> str:
+    return run_curl(*args).stdout.decode()
 
 
 def test_curl_with_resolve(host: RunningHost) -> None:

@@ -23,10 +23,8 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +38,7 @@ from uvhost.observe import stats
 from uvhost.observe.logs import PLAIN
 from uvhost.server import static_files, static_paths
 
-from .conftest import TIMEOUT, Raw, RawResponse, RunningHost
+from .conftest import TIMEOUT, Raw, RawResponse, RunningHost, run_curl
 
 SECRET = b"TOP-SECRET-OUTSIDE-THE-ROOT"
 BIG = bytes(range(256)) * 4096 * 2  # 2 MiB, far above SMALL_FILE
@@ -651,6 +649,16 @@ def sendfile_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+def count_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path `os.open` is called with from now on (the host runs in this process)."""
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(
+        os, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k)
+    )
+    return opened
+
+
 def test_a_large_file_goes_through_sendfile(host: RunningHost, sendfile_calls: list[int]) -> None:
     response = get(host, "/static/big.bin")
     assert response.status == 200
@@ -704,11 +712,7 @@ def test_a_small_file_is_not_read_again(
     host: RunningHost, site: Path, monkeypatch: pytest.MonkeyPatch, sendfile_calls: list[int]
 ) -> None:
     assert get(host, "/static/app.js").body == APP_JS
-    opened: list[str] = []
-    real_open = os.open
-    monkeypatch.setattr(
-        os, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k)
-    )
+    opened = count_opens(monkeypatch)
     for _ in range(5):
         assert get(host, "/static/app.js").body == APP_JS
     assert opened == []  # served from the cache (revalidation opens nothing unless changed)
@@ -826,9 +830,9 @@ def descriptors_on(path: Path) -> int:
     including one whose file was renamed over since ("... (deleted)")."""
     names = (str(path), f"{path} (deleted)")
     count = 0
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in Path("/proc/self/fd").iterdir():
         try:
-            count += os.readlink(f"/proc/self/fd/{fd}") in names
+            count += str(fd.readlink()) in names
         except OSError:  # closed since listed (the listing's own descriptor)
             continue
     return count
@@ -838,11 +842,7 @@ def test_a_hot_large_file_is_neither_opened_nor_read_again(
     host: RunningHost, site: Path, monkeypatch: pytest.MonkeyPatch, sendfile_calls: list[int]
 ) -> None:
     assert get(host, "/static/big.bin").body == BIG
-    opened: list[str] = []
-    real_open = os.open
-    monkeypatch.setattr(
-        os, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k)
-    )
+    opened = count_opens(monkeypatch)
     for _ in range(5):
         assert get(host, "/static/big.bin").body == BIG
     assert opened == []  # sent from the cached descriptor
@@ -968,25 +968,7 @@ def test_the_access_log_counts_a_sent_file(
 # --------------------------------------------------------------------- curl
 
 
-def curl_path() -> str:
-    path = shutil.which("curl")
-    if path is None:
-        reason = "curl is not installed (Debian: apt-get install curl)"
-        if os.environ.get("UVHOST_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"UVHOST_REQUIRE_TOOLS=1 but {reason}")
-        pytest.skip(reason)
-    return path
-
-
-def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    done = subprocess.run(
-        [curl_path(), "--silent", "--show-error", "--max-time", str(TIMEOUT), *args],
-        capture_output=True,
-        timeout=TIMEOUT * 2,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
+curl = run_curl
 
 
 def test_curl_ranges_conditionals_and_compressed(

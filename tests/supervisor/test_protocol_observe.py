@@ -38,6 +38,7 @@ import h2.events
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.h2raw import RawH2
 from websockets.sync.client import connect as websocket_connect
 
 from uvhost.server import http2 as http2_module
@@ -70,53 +71,6 @@ workers = 1
 SETTLE = 10.0
 HTTP2_REQUESTS_COUNTED = "REQUESTS_H2" in Path(http2_module.__file__).read_text("utf-8")
 """Whether the HTTP/2 path counts its requests apart (the hook in server/http2.py)."""
-
-
-class RawH2:
-    """A blocking h2 client on a plain socket: streams held open, an extended CONNECT."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=10)
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=True,
-                header_encoding=None,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
-        self.conn.initiate_connection()
-        self.flush()
-        self.events: list[h2.events.Event] = []
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
-
-    def send(self, headers: list[tuple[bytes, bytes]], *, end: bool) -> int:
-        stream_id = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(stream_id, headers, end_stream=end)
-        self.flush()
-        return stream_id
-
-    def pump(self, until, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, f"timed out; events so far: {self.events}"
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            data = self.sock.recv(65536)
-            assert data, f"the server closed the connection; events: {self.events}"
-            for event in self.conn.receive_data(data):
-                self.events.append(event)
-                if isinstance(event, h2.events.DataReceived):
-                    self.conn.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
-            self.flush()
-
-    def received(self, stream_id: int, kind: type[h2.events.Event]) -> list[h2.events.Event]:
-        return [e for e in self.events if isinstance(e, kind) and e.stream_id == stream_id]
 
 
 def request_head(path: str, method: bytes = b"GET") -> list[tuple[bytes, bytes]]:
@@ -203,9 +157,9 @@ def hold_open(host, kit, stack) -> RawH2:
     websocket.send("hi")
     assert websocket.recv(timeout=10) == "hi"
 
-    client = RawH2(host.web)
+    client = RawH2(socket.create_connection(host.web, timeout=10))
     stack.callback(client.sock.close)
-    slow = [client.send(request_head(f"/slow?s=60&n={n}"), end=True) for n in range(2)]
+    slow = [client.send(request_head(f"/slow?s=60&n={n}"), end_stream=True) for n in range(2)]
     for stream_id in slow:
         client.pump(lambda s=stream_id: client.received(s, h2.events.DataReceived))
     client.pump(lambda: client.conn.remote_settings.enable_connect_protocol == 1)
@@ -214,7 +168,7 @@ def hold_open(host, kit, stack) -> RawH2:
         (b":protocol", b"websocket"),
         (b"sec-websocket-version", b"13"),
     ]
-    tunnel = client.send(connect, end=False)
+    tunnel = client.send(connect, end_stream=False)
     client.pump(lambda: client.received(tunnel, h2.events.ResponseReceived))
     (answer,) = client.received(tunnel, h2.events.ResponseReceived)
     assert dict(answer.headers)[b":status"] == b"200"
