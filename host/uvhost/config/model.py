@@ -621,7 +621,8 @@ class StaticSettings(Section):
 
 
 class AppSettings(Section):
-    """One app: an ASGI application to import (`target`), or a folder of files (`folder`)."""
+    """One app: an ASGI or WSGI application to import (`target`), or a folder of files
+    (`folder`)."""
 
     # Editors flag an app with neither or both; `checks.py` says so with a position.
     model_config = ConfigDict(
@@ -669,7 +670,7 @@ class AppSettings(Section):
         le=65536,
         description="WSGI apps only: requests that wait for a free thread per worker; "
         "beyond it a request is answered 503 with Retry-After at once, never queued without "
-        "bound. Defaults to 4 × `threads`; 0 answers 503 as soon as every thread is busy.",
+        "bound. Defaults to 4 times `threads`; 0 answers 503 as soon as every thread is busy.",
         examples=[32, 0],
     )
     lifespan: Literal["auto", "on", "off"] = Field(

@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any, Literal, cast
 
 from uvhost.server.asgi_types import ASGI2App, ASGIApp, Receive, Scope, Send
-from uvhost.server.wsgi import WSGIApp, WsgiAdapter
+from uvhost.server.wsgi import WsgiAdapter, WSGIApp
 
 __all__ = [
     "ASGI2Adapter",
@@ -149,7 +149,7 @@ def detect_interface(app: object, target: str = "app") -> Interface:
         ) from exc
     names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     positional = len(names)
-    if positional == 2:  # noqa: PLR2004 - PEP 3333's two arguments
+    if positional == 2:
         if names[0] in _WSGI_FIRST and names[1] == _WSGI_SECOND:
             return "wsgi"
         raise AppLoadError(

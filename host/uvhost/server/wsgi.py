@@ -28,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -50,7 +51,7 @@ StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 DEFAULT_QUEUE_FACTOR = 4
-"""`max_queued` when left out: 4 × threads, a short burst's worth of waiting, not a backlog."""
+"""`max_queued` when left out: 4 times threads, a short burst's worth of waiting, not a backlog."""
 RETRY_AFTER = b"1"
 BUSY_BODY = b"Service Unavailable: every thread of this app is busy\n"
 _ZEROCOPY = "http.response.zerocopysend"
@@ -70,7 +71,9 @@ class WsgiPool:
 
     def __init__(self, threads: int, max_queued: int | None) -> None:
         self.size = threads
-        self.limit = threads + (DEFAULT_QUEUE_FACTOR * threads if max_queued is None else max_queued)
+        self.limit = threads + (
+            DEFAULT_QUEUE_FACTOR * threads if max_queued is None else max_queued
+        )
         self.admitted = 0
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -101,13 +104,11 @@ class WsgiPool:
                 work()
             except Exception as exc:  # noqa: BLE001 - handed to the loop, which answers it
                 error = exc
-            except BaseException as exc:  # SystemExit in a thread must not stop the loop
+            except BaseException as exc:  # noqa: BLE001 - SystemExit must not stop the loop
                 error = RuntimeError(f"WSGI app raised {type(exc).__name__}")
                 error.__cause__ = exc
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(self._finished, done, error)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
 
     def _finished(self, done: asyncio.Future[None], error: Exception | None) -> None:
         self.admitted -= 1
@@ -338,7 +339,7 @@ def _headers(headers: list[tuple[str, str]]) -> tuple[list[tuple[bytes, bytes]],
     out: list[tuple[bytes, bytes]] = []
     length = -1
     for item in headers:
-        if not (isinstance(item, tuple) and len(item) == 2):  # noqa: PLR2004
+        if not (isinstance(item, tuple) and len(item) == 2):
             raise TypeError(f"WSGI headers must be (name, value) tuples, not {item!r}")
         name, value = item
         if not (isinstance(name, str) and isinstance(value, str)):
@@ -401,7 +402,7 @@ def build_environ(scope: Scope, body: WsgiInput) -> dict[str, Any]:
         if "_" in name:
             continue
         value = raw_value.decode("latin-1")
-        if name == "CONTENT-TYPE" or name == "CONTENT-LENGTH":
+        if name in {"CONTENT-TYPE", "CONTENT-LENGTH"}:
             key = name.replace("-", "_")
         else:
             key = "HTTP_" + name.replace("-", "_")
