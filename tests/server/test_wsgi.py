@@ -174,6 +174,8 @@ def wrapped_file(environ, start_response):
 
 
 async def asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"asgi " + scope["path"].encode()})
@@ -237,7 +239,8 @@ def test_environ_has_every_pep_3333_key(host):
         b"X-Dup: 2\r\n"
         b"X_Sneaky: forged\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\n"
-        b"Content-Length: %d\r\n\r\n" % len(body) + body,
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body,
     )
     assert response.status == 200, response.raw
     env = host.module.seen

@@ -62,6 +62,8 @@ def boom():
 
 ASGI_APP = """
 async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"asgi"})
 """

@@ -42,7 +42,14 @@ from urllib.parse import unquote_to_bytes
 
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Receive, Scope, Send
 
-__all__ = ["DEFAULT_QUEUE_FACTOR", "FileWrapper", "WsgiAdapter", "WsgiPool", "build_environ"]
+__all__ = [
+    "DEFAULT_QUEUE_FACTOR",
+    "FileWrapper",
+    "WSGIApp",
+    "WsgiAdapter",
+    "WsgiPool",
+    "build_environ",
+]
 
 logger = logging.getLogger("uvhost")
 
@@ -561,6 +568,24 @@ class FileWrapper:
         except (OSError, ValueError):
             return None
 
-    def __iter__(self) -> Iterator[bytes]:
-        while data := self.filelike.read(self.block_size):
-            yield data
+    def seekable(self) -> bool:
+        """Lets a range wrapper (Werkzeug's, for 206) seek instead of reading up to a range."""
+        seekable = getattr(self.filelike, "seekable", None)
+        return bool(seekable()) if seekable is not None else False
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return int(self.filelike.seek(offset, whence))  # type: ignore[attr-defined]
+
+    def tell(self) -> int:
+        return int(self.filelike.tell())  # type: ignore[attr-defined]
+
+    def __iter__(self) -> FileWrapper:
+        """Its own iterator, not a generator: a wrapper such as Werkzeug's range wrapper
+        keeps `iter(it)` and calls its `close()`, which must close the file."""
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.block_size)
+        if not data:
+            raise StopIteration
+        return data
