@@ -7,6 +7,7 @@ harness writes; they report to the test through module-level objects (`seen`, ev
 from __future__ import annotations
 
 import hashlib
+import select
 import time
 
 import httpx
@@ -171,6 +172,21 @@ def wrapped_file(environ, start_response):
     seen["handle"] = handle
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return environ["wsgi.file_wrapper"](handle, 4096)
+
+
+reading = threading.Event()
+reading_gate = threading.Event()
+
+
+def slow_reader(environ, start_response):
+    stream = environ["wsgi.input"]
+    size = len(stream.read(1))
+    reading.set()
+    reading_gate.wait(10)
+    while piece := stream.read(1 << 20):
+        size += len(piece)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(size).encode()]
 
 
 async def asgi(scope, receive, send):
@@ -535,3 +551,46 @@ def test_a_disconnected_upload_ends_the_app(serve):
         return pool.admitted
 
     _wait_for(lambda: host.call(admitted) == 0, "the app to give up on the body")
+
+
+READER_CONFIG = """
+[listeners.web]
+bind = "127.0.0.1:0"
+app = "reader"
+
+[apps.reader]
+target = "apps:slow_reader"
+interface = "wsgi"
+max_body_bytes = "256MiB"
+"""
+
+
+def test_the_body_is_read_from_the_client_only_as_the_app_reads_it(serve):
+    """Back-pressure: while the app does not read, the connection is not read either, so
+    the client's writes stall once the socket buffers are full (a few MiB on loopback),
+    far short of the 64 MiB it has to send."""
+    host = serve(READER_CONFIG, APPS)
+    module = host.module
+    size = 64 * 1024 * 1024
+    piece = b"a" * 65536
+    with host.raw() as raw:
+        raw.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        sock = raw.sock
+        sock.setblocking(False)
+        sent = 0
+        try:
+            while sent < size:
+                try:
+                    sent += sock.send(piece[: size - sent])
+                except BlockingIOError:
+                    if not select.select([], [sock], [], 1.0)[1]:
+                        break  # a second without room: the server stopped reading
+            assert module.reading.wait(TIMEOUT)
+            assert sent < size // 2, f"the server read {sent} bytes the app did not ask for"
+        finally:
+            module.reading_gate.set()
+        sock.settimeout(TIMEOUT * 4)
+        sock.sendall(b"a" * (size - sent))
+        response = raw.read_response()
+    assert response.status == 200
+    assert response.body == str(size).encode()

@@ -60,6 +60,7 @@ WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 DEFAULT_QUEUE_FACTOR = 4
 """`max_queued` when left out: 4 times threads, a short burst's worth of waiting, not a backlog."""
 RETRY_AFTER = b"1"
+BUSY_WARNING_EVERY = 10.0  # seconds between two "pool full" warnings of one app
 BUSY_BODY = b"Service Unavailable: every thread of this app is busy\n"
 _ZEROCOPY = "http.response.zerocopysend"
 _JOINED_WITH = {"HTTP_COOKIE": "; "}  # RFC 6265 5.4: cookies are one field joined by "; "
@@ -149,11 +150,12 @@ _Job: TypeAlias = tuple[Callable[[], None], "asyncio.Future[None]", asyncio.Abst
 class WsgiAdapter:
     """The ASGI 3 callable the core runs for a WSGI app; one per app per worker."""
 
-    __slots__ = ("app", "pool")
+    __slots__ = ("app", "pool", "warned_at")
 
     def __init__(self, app: WSGIApp, *, threads: int, max_queued: int | None) -> None:
         self.app = app
         self.pool = WsgiPool(threads, max_queued)
+        self.warned_at = -BUSY_WARNING_EVERY
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -162,6 +164,7 @@ class WsgiAdapter:
             call = _Call(self.app, scope, receive, send, loop)
             done = self.pool.try_submit(call.run, loop)
             if done is None:
+                self._warn_busy(loop.time())
                 await _answer_busy(send)
                 return
             await done  # the app's exception, if any, is raised here: the core answers it
@@ -169,6 +172,18 @@ class WsgiAdapter:
             await receive()
             await send({"type": "websocket.close", "code": 1000})
         # "lifespan": returning at once is how an app without lifespan support answers
+
+    def _warn_busy(self, now: float) -> None:
+        """A full pool is the operator's to size: said once per BUSY_WARNING_EVERY seconds,
+        not per request (the access log has each 503)."""
+        if now >= self.warned_at + BUSY_WARNING_EVERY:
+            self.warned_at = now
+            logger.warning(
+                "WSGI app busy: %d thread(s) and %d queued in use; answering 503 "
+                "(raise threads or max_queued, or add workers)",
+                self.pool.size,
+                self.pool.limit - self.pool.size,
+            )
 
     async def aclose(self, timeout: float) -> None:
         """Stop the pool; wait up to `timeout` s for requests still running in it."""
