@@ -145,6 +145,12 @@ def text_chunk(environ, start_response):
     return ["not bytes"]
 
 
+def overlong(environ, start_response):
+    start_response("200 OK", [("Content-Length", "5")])
+    yield b"hello"
+    yield b"more"
+
+
 def sized(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
     return [b"hello", b"world"]
@@ -212,6 +218,7 @@ NAMES = [
     "no_start",
     "text_chunk",
     "sized",
+    "overlong",
     "errors",
     "wrapped_file",
 ]
@@ -361,7 +368,8 @@ def test_write_callable_and_iterable_are_one_body(host):
     assert response.body == b"hello world"
 
 
-def test_content_length_from_the_app_is_passed_through(host):
+def test_content_length_from_the_app_is_passed_through(host, caplog):
+    caplog.set_level("WARNING", logger="uvhost")
     with host.raw() as raw:
         raw.send(b"GET /sized HTTP/1.1\r\nHost: x\r\n\r\n")
         response = raw.read_response()
@@ -370,6 +378,20 @@ def test_content_length_from_the_app_is_passed_through(host):
     assert response.header("content-length") == b"10"
     assert response.header("transfer-encoding") is None
     assert response.body == again.body == b"helloworld"
+    assert [r.getMessage() for r in caplog.records if r.name == "uvhost"] == []
+
+
+def test_bytes_beyond_the_content_length_are_dropped_and_logged(host, caplog):
+    caplog.set_level("WARNING", logger="uvhost")
+    with host.raw() as raw:
+        raw.send(b"GET /overlong HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = raw.read_response()
+        raw.send(b"GET /sized HTTP/1.1\r\nHost: x\r\n\r\n")
+        after = raw.read_response()
+    assert response.body == b"hello"
+    assert after.body == b"helloworld"  # the connection's framing held
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "uvhost"]
+    assert "more than its Content-Length (5)" in logged
 
 
 def test_head_sends_the_length_and_no_body(host):

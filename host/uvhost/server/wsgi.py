@@ -251,11 +251,12 @@ class _Call:
         try:
             if isinstance(result, FileWrapper) and self._send_file(result):
                 return
-            for chunk in result:
+            chunks = iter(result)  # one iterator: a list would start again on a second iter()
+            for chunk in chunks:
                 if chunk:
                     self._body(_as_bytes(chunk), final=False)
                     if self.ended:
-                        self._refuse_rest(result)
+                        self._refuse_rest(chunks)
                         return
             if self.headers is None:
                 raise RuntimeError("WSGI app returned without calling start_response")
@@ -315,9 +316,9 @@ class _Call:
         messages.append({"type": "http.response.body", "body": data, "more_body": not final})
         self._on_loop(self._deliver(messages))
 
-    def _refuse_rest(self, result: Iterable[bytes]) -> None:
+    def _refuse_rest(self, chunks: Iterator[bytes]) -> None:
         """The declared length is sent: bytes beyond it would break the framing."""
-        for chunk in result:
+        for chunk in chunks:
             if chunk:
                 logger.error(
                     "WSGI app yielded more than its Content-Length (%d); the rest is dropped "
