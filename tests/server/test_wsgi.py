@@ -13,6 +13,8 @@ import time
 import httpx
 import pytest
 
+from uvhost.observe import stats
+
 from .conftest import TIMEOUT
 
 APPS = r"""
@@ -504,6 +506,16 @@ def test_wsgi_beside_asgi_on_one_listener_and_over_http2(host):
     assert env["body"] == b"over h2"
 
 
+def test_a_websocket_upgrade_to_a_wsgi_app_is_refused(host):
+    with host.raw() as raw:
+        raw.send(
+            b"GET /conform HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        response = raw.read_response()
+    assert response.status == 403
+
+
 BUSY_CONFIG = """
 [listeners.web]
 bind = "127.0.0.1:0"
@@ -551,6 +563,14 @@ def test_503_when_every_thread_and_the_queue_are_busy(serve):
         for raw in waiting:
             raw.close()
     assert host.request("GET", "/").status_code == 200  # the pool is free again
+
+    async def routes():
+        return host.worker.stats_sample()[0]
+
+    sample = host.call(routes)[("web", "blocking")]
+    assert sample[stats.REQUESTS] == 4
+    assert sample[stats.STATUS_BASE + 2] == 3
+    assert sample[stats.STATUS_BASE + 5] == 1  # the 503 is counted on the app's route, too
 
 
 def test_the_drain_stops_the_threads(serve):
