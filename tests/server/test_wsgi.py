@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from uvhost.observe import stats
+from uvhost.server.http import HttpProtocol
 
 from .conftest import TIMEOUT
 
@@ -469,10 +470,18 @@ def test_wsgi_errors_go_to_the_uvhost_logger(host, caplog):
     assert logged == ["wsgi.errors: first line", "wsgi.errors: second line"]
 
 
-def test_file_wrapper_sends_the_file_from_its_position(host, tmp_path):
+def test_file_wrapper_sends_the_file_from_its_position(host, tmp_path, monkeypatch):
     path = tmp_path / "data.bin"
     data = bytes(range(256)) * 1000
     path.write_bytes(data)
+    sent_by_kernel = []
+    original = HttpProtocol.send_file
+
+    async def spy(self, head, fd, offset, count):
+        sent_by_kernel.append((offset, count))
+        return await original(self, head, fd, offset, count)
+
+    monkeypatch.setattr(HttpProtocol, "send_file", spy)
     with host.client() as client:
         whole = client.get(f"/wrapped_file?{path}")
         handle = host.module.seen["handle"]
@@ -480,6 +489,7 @@ def test_file_wrapper_sends_the_file_from_its_position(host, tmp_path):
     assert whole.content == data
     assert tail.content == data[1000:]
     assert handle.closed  # close() of the wrapper closes the file
+    assert sent_by_kernel == [(0, len(data)), (1000, len(data) - 1000)]  # sendfile, no reads
 
 
 def test_file_wrapper_over_http2(host, tmp_path):

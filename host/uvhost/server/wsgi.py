@@ -63,6 +63,7 @@ RETRY_AFTER = b"1"
 BUSY_WARNING_EVERY = 10.0  # seconds between two "pool full" warnings of one app
 BUSY_BODY = b"Service Unavailable: every thread of this app is busy\n"
 _ZEROCOPY = "http.response.zerocopysend"
+_NO_LENGTH = frozenset((204, 304))  # statuses whose head must not get a file's length
 _JOINED_WITH = {"HTTP_COOKIE": "; "}  # RFC 6265 5.4: cookies are one field joined by "; "
 
 
@@ -340,6 +341,8 @@ class _Call:
         count = max(0, size - offset)
         if self.content_length >= 0:
             count = min(count, self.content_length)
+        elif self.status not in _NO_LENGTH:  # the length is known: no chunking, so sendfile
+            self.headers.append((b"content-length", b"%d" % count))
         self.head_sent = True
         self.ended = True
         start = {"type": "http.response.start", "status": self.status, "headers": self.headers}
