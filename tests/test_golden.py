@@ -29,7 +29,10 @@ from pathlib import Path
 
 import pytest
 
+import uvhost
+
 CONFIGS = Path(__file__).parent / "configs"
+UVHOST_ROOT = str(Path(uvhost.__file__).resolve().parents[1])
 BAD = CONFIGS / "bad"
 GOOD = CONFIGS / "good"
 BAD_FILES = sorted(BAD.glob("*.toml"))
@@ -75,6 +78,10 @@ def environment(path: Path) -> dict[str, str]:
         "PATH": os.environ.get("PATH", os.defpath),
         "HOME": os.environ.get("HOME", "/nonexistent"),
         "PYTHONIOENCODING": "utf-8",
+        # The uvhost under test, not whichever one the interpreter has installed (a git
+        # worktree imports its own through PYTHONPATH; without this the subprocess would
+        # check the installed checkout's code and the goldens would compare the wrong one).
+        "PYTHONPATH": UVHOST_ROOT,
     }
     if "COVERAGE_PROCESS_START" in os.environ:  # measure the subprocess; changes no output
         env["COVERAGE_PROCESS_START"] = os.environ["COVERAGE_PROCESS_START"]
@@ -312,5 +319,12 @@ def test_the_environment_is_only_what_a_file_asks_for():
     env = environment(BAD / "tls_wrong_password.toml")
     wrong = "not-the-password"
     assert env["TLS_KEY_PASSWORD"] == wrong
-    allowed = {"PATH", "HOME", "PYTHONIOENCODING", "COVERAGE_PROCESS_START", "TLS_KEY_PASSWORD"}
+    allowed = {
+        "PATH",
+        "HOME",
+        "PYTHONIOENCODING",
+        "PYTHONPATH",
+        "COVERAGE_PROCESS_START",
+        "TLS_KEY_PASSWORD",
+    }
     assert set(env) <= allowed

@@ -963,3 +963,132 @@ def test_routes_of_a_listener_that_failed_validation_are_still_checked(tmp_path:
         ("error", 'app "nope" is not defined', 4, 34),
         ("warning", 'app "api" is not served by any listener', 9, 7),
     ]
+
+
+# ---------------------------------------------------------------- WSGI apps
+
+
+WSGI_LISTENER = """
+        [listeners.web]
+        bind = "127.0.0.1:0"
+        routes = { "/" = "site", "/legacy" = "legacy" }
+"""
+
+
+def test_thread_keys_on_a_wsgi_or_auto_app_are_valid(tmp_path: Path) -> None:
+    result = load(
+        tmp_path,
+        WSGI_LISTENER
+        + """
+        [apps.site]
+        target = "site:app"
+        threads = 4
+
+        [apps.legacy]
+        target = "legacy:app"
+        interface = "wsgi"
+        threads = 16
+        max_queued = 0
+        """,
+    )
+    assert found(result) == []
+    assert result.config is not None
+    legacy = result.config.apps["legacy"]
+    assert (legacy.interface, legacy.threads, legacy.max_queued) == ("wsgi", 16, 0)
+    assert result.config.apps["site"].max_queued is None  # 4 times threads, decided by the worker
+
+
+def test_thread_keys_on_an_asgi_app_are_errors(tmp_path: Path) -> None:
+    result = load(
+        tmp_path,
+        WSGI_LISTENER
+        + """
+        [apps.site]
+        target = "site:app"
+        interface = "asgi3"
+        threads = 4
+        max_queued = 8
+
+        [apps.legacy]
+        target = "legacy:app"
+        interface = "wsgi"
+        """,
+    )
+    assert found(result) == [
+        (
+            "error",
+            'threads has no effect on app "site": it is an ASGI app (interface = "asgi3"), '
+            "which runs in the event loop",
+            8,
+            1,
+        ),
+        (
+            "error",
+            'max_queued has no effect on app "site": it is an ASGI app (interface = "asgi3"), '
+            "which runs in the event loop",
+            9,
+            1,
+        ),
+    ]
+    assert hints(result)[0] == 'remove threads, or set interface = "wsgi" if the app is a WSGI app'
+
+
+def test_thread_keys_on_a_folder_app_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "dist").mkdir()
+    result = load(
+        tmp_path,
+        WSGI_LISTENER
+        + """
+        [apps.site]
+        folder = "dist"
+        threads = 2
+
+        [apps.legacy]
+        target = "legacy:app"
+        """,
+    )
+    assert found(result) == [
+        (
+            "error",
+            'threads has no effect on app "site": it serves a folder, nothing is imported or run',
+            7,
+            1,
+        )
+    ]
+
+
+def test_lifespan_on_for_a_wsgi_app_is_an_error(tmp_path: Path) -> None:
+    result = load(
+        tmp_path,
+        WSGI_LISTENER
+        + """
+        [apps.site]
+        target = "site:app"
+
+        [apps.legacy]
+        target = "legacy:app"
+        interface = "wsgi"
+        lifespan = "on"
+        """,
+    )
+    assert found(result) == [
+        ("error", 'app "legacy" is a WSGI app: it has no lifespan protocol to require', 11, 12)
+    ]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"many"'])
+def test_threads_must_be_a_positive_int(tmp_path: Path, value: str) -> None:
+    result = load(
+        tmp_path,
+        WSGI_LISTENER
+        + f"""
+        [apps.site]
+        target = "site:app"
+
+        [apps.legacy]
+        target = "legacy:app"
+        threads = {value}
+        """,
+    )
+    [(severity, _, line, _)] = found(result)
+    assert (severity, line) == ("error", 10)

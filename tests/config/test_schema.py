@@ -56,6 +56,7 @@ SCHEMA_REJECTS: dict[str, tuple[tuple[str, ...], str]] = {
     "unknown_keys": (("host",), "additionalProperties: false"),
     "unknown_section": ((), "additionalProperties: false"),
     "unrouted_app_and_error": (("host", "workers"), "worker count"),
+    "wsgi_keys": (("apps", "old", "threads"), "integer bounds (threads >= 1)"),
 }
 
 # Broken configs the schema accepts, because only loading them shows the fault.

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from uvhost.server.apps import AppLoadError, ASGI2Adapter, detect_interface, load_app
+from uvhost.server.apps import (
+    AppLoadError,
+    ASGI2Adapter,
+    WsgiAdapter,
+    detect_interface,
+    load_app,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -113,6 +119,13 @@ async def _three(scope, receive, send): ...
 def _sync_three(scope, receive, send): ...
 def _one(scope): ...
 def _two(scope, receive): ...
+def _wsgi(environ, start_response): ...
+def _falcon_style(env, start_response): ...
+async def _async_wsgi_names(environ, start_response): ...
+
+
+class _WsgiObject:  # Flask, Django's WSGIHandler, Bottle, Pyramid name them so
+    def __call__(self, environ, start_response): ...
 
 
 class _Asgi2: ...
@@ -137,6 +150,11 @@ class _AsyncCall:
         (_AwaitableAsgi3, "asgi3"),
         (_one, "asgi2"),
         (_Asgi2, "asgi2"),
+        (_wsgi, "wsgi"),
+        (_falcon_style, "wsgi"),
+        (_WsgiObject(), "wsgi"),
+        (functools.partial(_wsgi), "wsgi"),
+        (_async_wsgi_names, "asgi3"),  # a coroutine is never WSGI, whatever the names
     ],
 )
 def test_detect_interface(app, expected):
@@ -147,7 +165,32 @@ def test_detect_interface_refuses_to_guess():
     with pytest.raises(AppLoadError) as caught:
         detect_interface(_two, "m:app")
     assert caught.value.kind == "interface"
-    assert caught.value.message == '"m:app" takes 2 positional parameters'
+    assert caught.value.message == (
+        '"m:app" takes 2 positional parameters (scope, receive), not named '
+        "(environ, start_response)"
+    )
+    assert caught.value.hint == 'if it is a WSGI app, set interface = "wsgi"'
+
+
+def test_an_explicit_wsgi_interface_wraps_the_app_with_its_pool(tmp_path):
+    name = write(tmp_path, "def app(a, b):\n    return []\n")
+    assert error(tmp_path, f"{name}:app").kind == "interface"  # auto does not guess
+    app = load(tmp_path, f"{name}:app", interface="wsgi", threads=3, max_queued=2)
+    assert isinstance(app, WsgiAdapter)
+    assert app.app is sys.modules[name].app
+    assert (app.pool.size, app.pool.limit) == (3, 5)
+    assert app.pool._threads == []  # started by requests, not by loading (the probe)
+    assert WsgiAdapter(app.app, threads=2, max_queued=None).pool.limit == 2 + 4 * 2
+
+
+def test_wsgi_must_fit_the_signature(tmp_path):
+    name = write(tmp_path, ECHO)
+    assert "does not fit wsgi" in error(tmp_path, f"{name}:app", interface="wsgi").message
+
+
+def test_a_flask_app_is_detected_as_wsgi(tmp_path):
+    name = write(tmp_path, "import flask\napp = flask.Flask(__name__)\n")
+    assert isinstance(load(tmp_path, f"{name}:app"), WsgiAdapter)
 
 
 def test_explicit_interface_must_fit_the_signature(tmp_path):

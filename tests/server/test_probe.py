@@ -46,6 +46,7 @@ def check(tmp_path: Path, source: str, **request: Any) -> dict[str, Any]:
     [
         ("async def app(scope, receive, send): ...", "asgi3"),
         ("class app:\n    def __init__(self, scope): ...", "asgi2"),
+        ("def app(environ, start_response): ...", "wsgi"),
     ],
 )
 def test_good_app_reports_its_interface(tmp_path, source, interface):

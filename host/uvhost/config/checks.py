@@ -484,8 +484,12 @@ TARGET_ONLY_KEYS = (
     "env_files",
     "max_body_bytes",
     "websocket",
+    "threads",
+    "max_queued",
 )
 """App keys about importing and running Python code: a folder app has none of that."""
+WSGI_ONLY_KEYS = ("threads", "max_queued")
+"""App keys about the thread pool a WSGI app runs in: an ASGI app runs in the event loop."""
 COMPUTED_STATIC_HEADERS = frozenset(
     (
         "content-type",
@@ -526,6 +530,7 @@ def _check_app_kinds(config: HostConfig) -> Iterator[Problem]:
             )
             continue
         if app.target is not None:
+            yield from _check_interface_keys(name, app)
             if _set_apart_from_default(app, "static"):
                 yield Problem(
                     f'the static settings of app "{name}" have no effect: it has a target, '
@@ -545,6 +550,29 @@ def _check_app_kinds(config: HostConfig) -> Iterator[Problem]:
                     at="key",
                 )
         yield from _check_folder(name, app)
+
+
+def _check_interface_keys(name: str, app: AppSettings) -> Iterator[Problem]:
+    """Thread settings on an app declared ASGI would do nothing; a WSGI app has no lifespan
+    protocol to require. With `interface = "auto"` the kind is only known after the import,
+    so thread settings are accepted there (they apply if the app turns out to be WSGI)."""
+    here = ("apps", name)
+    if app.interface in ("asgi3", "asgi2"):
+        for key in WSGI_ONLY_KEYS:
+            if _set_apart_from_default(app, key):
+                yield Problem(
+                    f'{key} has no effect on app "{name}": it is an ASGI app '
+                    f'(interface = "{app.interface}"), which runs in the event loop',
+                    f'remove {key}, or set interface = "wsgi" if the app is a WSGI app',
+                    (*here, key),
+                    at="key",
+                )
+    if app.interface == "wsgi" and app.lifespan == "on" and "lifespan" in app.model_fields_set:
+        yield Problem(
+            f'app "{name}" is a WSGI app: it has no lifespan protocol to require',
+            'remove lifespan, or set it to "off"; run start-up code when the module is imported',
+            (*here, "lifespan"),
+        )
 
 
 def _set_apart_from_default(app: AppSettings, key: str) -> bool:

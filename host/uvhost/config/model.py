@@ -621,7 +621,8 @@ class StaticSettings(Section):
 
 
 class AppSettings(Section):
-    """One app: an ASGI application to import (`target`), or a folder of files (`folder`)."""
+    """One app: an ASGI or WSGI application to import (`target`), or a folder of files
+    (`folder`)."""
 
     # Editors flag an app with neither or both; `checks.py` says so with a position.
     model_config = ConfigDict(
@@ -645,10 +646,32 @@ class AppSettings(Section):
         description="The target is a function that returns the app; call it at startup.",
         examples=[True],
     )
-    interface: Literal["auto", "asgi3", "asgi2"] = Field(
+    interface: Literal["auto", "asgi3", "asgi2", "wsgi"] = Field(
         "auto",
-        description="The ASGI version the app speaks; auto-detected by default.",
-        examples=["asgi3"],
+        description='The interface the app speaks: "asgi3", "asgi2" or "wsgi" (PEP 3333, run '
+        'in a pool of `threads` per worker). "auto" tells ASGI 3 from ASGI 2 and recognises '
+        "plain WSGI apps (Flask, Django's `get_wsgi_application()`); it refuses an app it "
+        "cannot tell, so set it when the load error asks.",
+        examples=["asgi3", "wsgi"],
+    )
+    threads: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="WSGI apps only: threads per worker that run requests. A request holds "
+        "its thread while the app runs (the event loop does all the socket I/O, so a slow "
+        "client costs no thread); size it as Gunicorn's `--threads`: about the requests "
+        "each worker should run at once, given how long they wait on databases and APIs.",
+        examples=[8, 32],
+    )
+    max_queued: int | None = Field(
+        None,
+        ge=0,
+        le=65536,
+        description="WSGI apps only: requests that wait for a free thread per worker; "
+        "beyond it a request is answered 503 with Retry-After at once, never queued without "
+        "bound. Defaults to 4 times `threads`; 0 answers 503 as soon as every thread is busy.",
+        examples=[32, 0],
     )
     lifespan: Literal["auto", "on", "off"] = Field(
         "auto",

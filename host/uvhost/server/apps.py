@@ -15,8 +15,14 @@ Why ``interface = "auto"`` decides as it does:
    ASGI 2 hands back its per-connection instance synchronously, so an async
    outer call can only be the connection's work itself.
 3. Anything else (functions returning coroutines, partials, sync wrappers) is
-   decided by its positional parameters: 3 is ASGI 3, 1 is ASGI 2. Other
-   counts are ambiguous; we refuse rather than guess, and ``interface`` settles it.
+   decided by its positional parameters: 3 is ASGI 3, 1 is ASGI 2.
+4. Two positional parameters are WSGI (PEP 3333's ``app(environ, start_response)``)
+   only when nothing else is possible and the names say so: a plain (not async)
+   callable whose parameters are named ``environ`` (or ``env``) and
+   ``start_response``, as Flask, Django's ``WSGIHandler``, Bottle, Pyramid, Falcon
+   and hand-written WSGI apps name them. Two parameters named otherwise could be
+   a wrapper of anything, so they are refused, as are other counts: we refuse
+   rather than guess, and ``interface`` settles it. The hint names "wsgi".
 
 Whatever was chosen, the signature must accept that call, so a wrong explicit
 ``interface`` fails at load time rather than on the first request.
@@ -32,12 +38,26 @@ from types import ModuleType
 from typing import Any, Literal, cast
 
 from uvhost.server.asgi_types import ASGI2App, ASGIApp, Receive, Scope, Send
+from uvhost.server.wsgi import WsgiAdapter, WSGIApp
 
-__all__ = ["ASGI2Adapter", "ASGIApp", "AppLoadError", "detect_interface", "load_app"]
+__all__ = [
+    "ASGI2Adapter",
+    "ASGIApp",
+    "AppLoadError",
+    "WsgiAdapter",
+    "detect_interface",
+    "load_app",
+]
 
 ErrorKind = Literal["module", "attribute", "not_callable", "factory", "interface"]
-Interface = Literal["asgi3", "asgi2"]
-_SHAPES = "ASGI 3 is app(scope, receive, send), ASGI 2 is app(scope)(receive, send)"
+Interface = Literal["asgi3", "asgi2", "wsgi"]
+_SHAPES = (
+    "ASGI 3 is app(scope, receive, send), ASGI 2 is app(scope)(receive, send), "
+    "WSGI is app(environ, start_response)"
+)
+_ARGUMENTS = {"asgi3": 3, "asgi2": 1, "wsgi": 2}
+_WSGI_FIRST = ("environ", "env")
+_WSGI_SECOND = "start_response"
 
 
 class AppLoadError(Exception):
@@ -69,9 +89,14 @@ def load_app(
     *,
     app_dir: Path | None,
     factory: bool,
-    interface: Literal["auto", "asgi3", "asgi2"],
+    interface: Literal["auto", "asgi3", "asgi2", "wsgi"],
+    threads: int = 8,
+    max_queued: int | None = None,
 ) -> ASGIApp:
-    """Import ``target`` (``"package.module:attr.path"``) and return it as ASGI 3."""
+    """Import ``target`` (``"package.module:attr.path"``) and return it as ASGI 3.
+
+    A WSGI app comes back wrapped in a `WsgiAdapter` with a pool of `threads` (started
+    only as requests come, so the probe that loads an app to check it starts none)."""
     module_name, _, attr = target.partition(":")
     if not all(part.isidentifier() for part in [*module_name.split("."), *attr.split(".")]):
         raise AppLoadError(
@@ -96,13 +121,15 @@ def load_app(
         )
     chosen = detect_interface(obj, target) if interface == "auto" else interface
     try:
-        _signature(obj).bind(*range(3 if chosen == "asgi3" else 1))
+        _signature(obj).bind(*range(_ARGUMENTS[chosen]))
     except ValueError:  # no introspectable signature (some C callables): trust the choice
         pass
     except TypeError as exc:
         raise AppLoadError(
             "interface", f'"{target}" does not fit {chosen}: {exc}', f"{_SHAPES}; check interface"
         ) from exc
+    if chosen == "wsgi":
+        return WsgiAdapter(cast(WSGIApp, obj), threads=threads, max_queued=max_queued)
     return cast(ASGIApp, obj) if chosen == "asgi3" else ASGI2Adapter(cast(ASGI2App, obj))
 
 
@@ -118,9 +145,19 @@ def detect_interface(app: object, target: str = "app") -> Interface:
         raise AppLoadError(
             "interface",
             f'cannot read the signature of "{target}"',
-            'set interface = "asgi3" or "asgi2"',
+            'set interface = "asgi3", "asgi2" or "wsgi"',
         ) from exc
-    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = len(names)
+    if positional == 2:
+        if names[0] in _WSGI_FIRST and names[1] == _WSGI_SECOND:
+            return "wsgi"
+        raise AppLoadError(
+            "interface",
+            f'"{target}" takes 2 positional parameters ({", ".join(names)}), not named '
+            "(environ, start_response)",
+            'if it is a WSGI app, set interface = "wsgi"',
+        )
     if positional not in (1, 3):
         raise AppLoadError(
             "interface",

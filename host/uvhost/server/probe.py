@@ -5,9 +5,9 @@ arbitrary user code, may change ``sys.modules``, or even exit) never happens
 in the checking process. Protocol:
 
 - stdin: one JSON object ``{"target": str, "app_dir": str | null,
-  "factory": bool, "interface": "auto" | "asgi3" | "asgi2", "env": {str: str}}``;
+  "factory": bool, "interface": "auto" | "asgi3" | "asgi2" | "wsgi", "env": {str: str}}``;
   only ``target`` is required.
-- stdout: one JSON line, ``{"ok": true, "interface": "asgi3" | "asgi2"}`` or
+- stdout: one JSON line, ``{"ok": true, "interface": "asgi3" | "asgi2" | "wsgi"}`` or
   ``{"ok": false, "kind": ..., "message": ..., "hint": ...}``; exit status 0.
 - exit status 2, with a line on stderr, when stdin is not such an object.
 
@@ -24,9 +24,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from uvhost.server.apps import AppLoadError, ASGI2Adapter, load_app
+from uvhost.server.apps import AppLoadError, ASGI2Adapter, WsgiAdapter, load_app
 
-_INTERFACES = ("auto", "asgi3", "asgi2")
+_INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 
 
 def parse_request(text: str) -> dict[str, Any]:
@@ -62,7 +62,14 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         )
     except AppLoadError as exc:
         return {"ok": False, "kind": exc.kind, "message": exc.message, "hint": exc.hint}
-    return {"ok": True, "interface": "asgi2" if isinstance(app, ASGI2Adapter) else "asgi3"}
+    kind = (
+        "asgi2"
+        if isinstance(app, ASGI2Adapter)
+        else "wsgi"
+        if isinstance(app, WsgiAdapter)
+        else "asgi3"
+    )
+    return {"ok": True, "interface": kind}
 
 
 def main() -> int:

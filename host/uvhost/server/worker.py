@@ -31,7 +31,7 @@ from uvhost.observe import stats
 from uvhost.observe.stats import Key, Open, Sample
 from uvhost.server.access_log import AccessLogger
 from uvhost.server.answers import built_in_answers
-from uvhost.server.apps import AppLoadError, load_app
+from uvhost.server.apps import AppLoadError, WsgiAdapter, load_app
 from uvhost.server.asgi_types import ASGIApp
 from uvhost.server.context import ListenerContext, RequestBudget
 from uvhost.server.http import HttpProtocol
@@ -72,6 +72,8 @@ class Worker:
     certificates: dict[str, ssl.SSLContext] = field(default_factory=dict)
     site_certificates: list[tuple[str, str, ssl.SSLContext]] = field(default_factory=list)
     """(listener, site, context) for each site certificate served by SNI."""
+    wsgi_apps: list[WsgiAdapter] = field(default_factory=list)
+    """The WSGI apps' adapters, whose thread pools the drain stops."""
     _clock: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -123,14 +125,19 @@ class Worker:
                     continue  # a folder: `_folder_apps`
                 os.environ.update(self.plan.app_environments.get(name, {}))
                 try:
-                    apps[name] = load_app(
+                    app = load_app(
                         settings.target,
                         app_dir=self.plan.app_dir(name),
                         factory=settings.factory,
                         interface=settings.interface,
+                        threads=settings.threads,
+                        max_queued=settings.max_queued,
                     )
                 except AppLoadError as error:
                     raise WorkerStartupError(f'app "{name}": {error.message}') from error
+                apps[name] = app
+                if isinstance(app, WsgiAdapter):
+                    self.wsgi_apps.append(app)
         return apps
 
     async def _serve_listener(
@@ -293,6 +300,7 @@ class Worker:
     async def drain(self, code: int = 1001) -> None:
         """`code` closes open WebSockets: 1001 when the host stops, 1012 on a roll."""
         timeout = self.plan.config.host.graceful_timeout
+        started = asyncio.get_running_loop().time()
         # Every transport, including connections still in their TLS handshake (which
         # `context.connections` does not know yet): wait_closed must be registered
         # before close(), after which uvloop's (and Python 3.11's) returns at once.
@@ -322,6 +330,11 @@ class Worker:
                 connection.abort()
         if self._clock is not None:
             self._clock.cancel()
+        # WSGI threads still running a request (their connection was cut above, so their
+        # next send fails) get what is left of the graceful timeout, then are left behind.
+        remaining = max(0.0, timeout - (asyncio.get_running_loop().time() - started))
+        for wsgi in self.wsgi_apps:
+            await wsgi.aclose(remaining)
         await self._shutdown_lifespans()
 
     async def _shutdown_lifespans(self) -> None:
