@@ -86,12 +86,13 @@ def test_check_the_example(tmp_path: Path) -> None:
         "public  127.0.0.1:8000  (http)",
         "hello  127.0.0.1:8001  (http)",
         "admin  127.0.0.1:9000  (http)",
-        "/api    → api",
-        "/assets → assets",
-        "/chat   → chat",
+        "/api       → api",
+        "/assets    → assets",
+        "/chat      → chat",
+        "/guestbook → guestbook",
         "/healthz → @health",
         "Worker groups",
-        "api+assets+chat+pages",
+        "api+assets+chat+guestbook+pages",
         "@admin",
         "(built-ins only)",
     ):
@@ -166,15 +167,22 @@ def test_check_json_of_a_valid_file() -> None:
     assert report["file"] == "uvhost.toml.example"
     assert report["valid"] is True
     assert report["diagnostics"] == []
-    assert {group["name"]: group for group in report["groups"]}["api+assets+chat+pages"] == {
-        "name": "api+assets+chat+pages",
+    groups = {group["name"]: group for group in report["groups"]}
+    assert groups["api+assets+chat+guestbook+pages"] == {
+        "name": "api+assets+chat+guestbook+pages",
         "workers": 1,
         "listeners": ["public"],
-        "apps": ["api", "assets", "chat", "pages"],
+        "apps": ["api", "assets", "chat", "guestbook", "pages"],
     }
     assert report["listeners"]["public"] == {
         "bind": "127.0.0.1:8000",
-        "routes": {"/assets": "assets", "/chat": "chat", "/api": "api", "/": "pages"},
+        "routes": {
+            "/guestbook": "guestbook",
+            "/assets": "assets",
+            "/chat": "chat",
+            "/api": "api",
+            "/": "pages",
+        },
         "sites": {},
     }
     assert report["listeners"]["hello"]["routes"] == {"/": "hello"}
@@ -373,6 +381,45 @@ def test_check_import_json(tmp_path: Path) -> None:
     assert report["valid"] is False
     [diagnostic] = report["diagnostics"]
     assert (diagnostic["line"], diagnostic["column"]) == (6, 10)
+
+
+WSGI_AND_ASGI = """
+[listeners.public]
+bind = "127.0.0.1:0"
+routes = { "/" = "asgi", "/old" = "old" }
+
+[apps.asgi]
+target = "kinds:asgi"
+app_dir = "src"
+threads = 4
+
+[apps.old]
+target = "kinds:old"
+app_dir = "src"
+"""
+
+
+def test_check_import_names_the_interface_it_found(tmp_path: Path) -> None:
+    """With interface = "auto" only the import can tell; threads set on what turned out to
+    be ASGI are a warning with the key's position (they would do nothing)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "kinds.py").write_text(
+        "async def asgi(scope, receive, send):\n    pass\n\n"
+        "def old(environ, start_response):\n    return []\n"
+    )
+    write(tmp_path, WSGI_AND_ASGI)
+    result = uvhost("check", "--import", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        'uvhost.toml:8:1: warning: threads has no effect on app "asgi": it imported as '
+        "asgi3, which runs in the event loop, not in threads"
+    )
+    assert "uvhost.toml: valid (1 warning)" in lines
+    assert "asgi (asgi3), old (wsgi)" in result.stdout
+    report = json.loads(uvhost("check", "--import", "--json", cwd=tmp_path).stdout)
+    assert report["interfaces"] == {"asgi": "asgi3", "old": "wsgi"}
+    assert [d["severity"] for d in report["diagnostics"]] == ["warning"]
 
 
 def test_check_without_import_does_not_import(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ streaming = threading.Event()
 entered = threading.Event()
 gate = threading.Event()
 errors_seen = []
+calls = []
 
 
 def conform(environ, start_response):
@@ -168,6 +169,7 @@ def errors(environ, start_response):
 
 
 def blocking(environ, start_response):
+    calls.append(environ["PATH_INFO"])
     entered.set()
     gate.wait(10)
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -452,6 +454,7 @@ def test_exception_before_start_response_is_a_500(host, errors):
     assert response.status_code == 500
     [record] = errors()
     assert isinstance(record.exc_info[1], ValueError)
+    assert record.getMessage() == "exception in WSGI app (GET /fails)"
 
 
 @pytest.mark.parametrize(
@@ -581,6 +584,38 @@ def test_503_when_every_thread_and_the_queue_are_busy(serve):
     assert sample[stats.REQUESTS] == 4
     assert sample[stats.STATUS_BASE + 2] == 3
     assert sample[stats.STATUS_BASE + 5] == 1  # the 503 is counted on the app's route, too
+
+
+def test_a_queued_request_whose_client_left_never_runs(serve):
+    """Its thread would compute an answer nobody reads while live clients wait behind it."""
+    host = serve(BUSY_CONFIG, APPS)
+    module = host.module
+    pool = host.worker.wsgi_apps[0].pool
+
+    async def admitted() -> int:
+        return pool.admitted
+
+    async def connections() -> int:
+        return sum(len(context.connections) for context in host.worker.contexts)
+
+    running = host.raw()
+    try:
+        running.send(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert module.entered.wait(TIMEOUT)
+        with host.raw() as leaving:
+            leaving.send(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
+            _wait_for(lambda: host.call(admitted) == 2, "the second request to queue")
+        _wait_for(lambda: host.call(connections) == 1, "the worker to see the client leave")
+        module.gate.set()
+        response = running.read_response()
+        assert response.status == 200
+        _wait_for(lambda: host.call(admitted) == 0, "the queue to empty")
+    finally:
+        module.gate.set()
+        running.close()
+    assert module.calls == ["/first"]
+    assert host.request("GET", "/after").text == "done"
+    assert module.calls == ["/first", "/after"]
 
 
 def test_the_drain_stops_the_threads(serve):

@@ -2,7 +2,8 @@
 
 The example as shipped (only its `${PORT}`-style ports point elsewhere, through
 the environment it documents): the Starlette pages, the FastAPI app under
-/api, the chat's page, the raw hello app on its own port, the admin
+/api, the chat's page, the Flask guestbook (WSGI) under /guestbook, the raw
+hello app on its own port, the admin
 built-ins, and the folder of files under /assets with its precompressed
 sibling. Then SIGTERM ends it cleanly.
 """
@@ -65,6 +66,15 @@ def test_the_example_serves_its_apps_and_its_folder(
             headers={"Accept-Encoding": "identity", "If-None-Match": plain.headers["etag"]},
         )
         assert again.status_code == 304
+
+        book = client.get(f"{site}/guestbook/")  # Flask, as WSGI: url_for knows the prefix
+        assert book.status_code == 200
+        assert 'action="/guestbook/sign"' in book.text
+        signed = client.post(f"{site}/guestbook/sign", data={"text": "hi from a test"})
+        assert signed.status_code == 303
+        assert signed.headers["location"].endswith("/guestbook/")
+        entries = client.get(f"{site}/guestbook/entries.json").json()
+        assert entries == {"entries": ["hi from a test"]}
 
         hello = client.get(f"http://127.0.0.1:{ports['HELLO_PORT']}/")
         assert hello.status_code == 200

@@ -28,14 +28,19 @@ EXIT_VALID, EXIT_INVALID = 0, 1
 def check(path: Path, *, import_apps: bool, as_json: bool, out: TextIO) -> int:
     result = load_config(path)
     diagnostics = list(result.diagnostics)
+    interfaces: dict[str, str] = {}
     if result.ok and import_apps and result.document is not None:
         document = result.document
-        found = [place(problem, document) for problem in probe_apps(result.plan())]
-        diagnostics.extend(found)
+        probed = probe_apps(result.plan())
+        diagnostics.extend(place(problem, document) for problem in probed.problems)
+        interfaces = probed.interfaces
     valid = result.ok and count(diagnostics, "error") == 0
     shown = str(path)
     if as_json:
-        out.write(json.dumps(_json_report(result, diagnostics, valid, shown), indent=2) + "\n")
+        report = _json_report(result, diagnostics, valid, shown)
+        if interfaces:
+            report["interfaces"] = interfaces
+        out.write(json.dumps(report, indent=2) + "\n")
         return EXIT_VALID if valid else EXIT_INVALID
     for diagnostic in diagnostics:
         out.write(render(diagnostic, shown) + "\n\n")
@@ -43,7 +48,7 @@ def check(path: Path, *, import_apps: bool, as_json: bool, out: TextIO) -> int:
     if valid:
         console = Console(file=out, width=100, highlight=False)
         console.print()
-        console.print(render_summary(result.plan()))
+        console.print(render_summary(result.plan(), interfaces))
     return EXIT_VALID if valid else EXIT_INVALID
 
 

@@ -6,6 +6,8 @@ capture console with a fixed width and no colour.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -14,8 +16,9 @@ from rich.tree import Tree
 from uvhost.config.plan import Mount, Plan
 
 
-def render_summary(plan: Plan) -> RenderableType:
-    return Group(_listener_tree(plan), Text(""), _group_table(plan))
+def render_summary(plan: Plan, interfaces: Mapping[str, str] | None = None) -> RenderableType:
+    """`interfaces`: what `check --import` found each app to be, shown beside its name."""
+    return Group(_listener_tree(plan), Text(""), _group_table(plan, interfaces or {}))
 
 
 def _listener_tree(plan: Plan) -> Tree:
@@ -46,7 +49,7 @@ def _add_mounts(branch: Tree, mounts: tuple[Mount, ...]) -> None:
         branch.add(Text.assemble(prefix, " → ", (mount.target, style)))
 
 
-def _group_table(plan: Plan) -> Table:
+def _group_table(plan: Plan, interfaces: Mapping[str, str]) -> Table:
     table = Table(title="Worker groups", title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("group")
     table.add_column("workers", justify="right")
@@ -57,6 +60,11 @@ def _group_table(plan: Plan) -> Table:
             group.name,
             str(group.workers),
             ", ".join(group.listeners),
-            ", ".join(group.apps) or "(built-ins only)",
+            ", ".join(_app_label(app, interfaces) for app in group.apps) or "(built-ins only)",
         )
     return table
+
+
+def _app_label(name: str, interfaces: Mapping[str, str]) -> str:
+    interface = interfaces.get(name)
+    return f"{name} ({interface})" if interface else name

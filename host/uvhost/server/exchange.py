@@ -465,7 +465,7 @@ async def run_app(app: Any, exchange: Exchange) -> None:
         if isinstance(error, ClientDisconnectedError) and exchange.disconnected:
             exchange.record(0)  # our own "the client left", let through: no app fault
             return
-        app_error(exchange, "exception in ASGI app", error)
+        app_error(exchange, f"exception in {getattr(app, 'uvhost_interface', 'ASGI')} app", error)
         answer_app_failure(exchange)
         return
     if exchange.phase is Phase.DONE or exchange.disconnected:

@@ -152,6 +152,9 @@ class WsgiAdapter:
     """The ASGI 3 callable the core runs for a WSGI app; one per app per worker."""
 
     __slots__ = ("app", "pool", "warned_at")
+    uvhost_interface = "WSGI"
+    """How the core names this app in its logs ("exception in WSGI app"): the traceback
+    comes from the user's WSGI code, so calling it an ASGI app would mislead."""
 
     def __init__(self, app: WSGIApp, *, threads: int, max_queued: int | None) -> None:
         self.app = app
@@ -246,7 +249,19 @@ class _Call:
 
     # -------------------------------------------------------------- the WSGI call
 
+    def _client_gone(self) -> bool:
+        """Whether the connection of this request has closed: the core's `Exchange` (the
+        owner of `receive`) says so in a plain flag, read here without a trip to the loop."""
+        return bool(getattr(getattr(self.receive, "__self__", None), "disconnected", False))
+
     def run(self) -> None:
+        if self._client_gone():  # it waited in the queue and its client left meanwhile:
+            logger.debug(  # running the app would spend a thread on an answer nobody reads
+                "WSGI request dropped before it ran: the client left (%s %s)",
+                self.scope["method"],
+                self.scope["path"],
+            )
+            return
         environ = build_environ(self.scope, WsgiInput(self._pull))
         result = self.app(environ, self.start_response)
         try:
