@@ -33,7 +33,14 @@ from uvhost.observe.stats import REQUESTS, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import ASGIApp, Scope
 from uvhost.server.context import ListenerContext
-from uvhost.server.exchange import READ_HIGH_WATER, UNLIMITED, Exchange, Phase, run_app
+from uvhost.server.exchange import (
+    READ_HIGH_WATER,
+    UNLIMITED,
+    Exchange,
+    Phase,
+    request_task,
+    run_app,
+)
 from uvhost.server.flow import WriteFlow, peer_hung_up
 from uvhost.server.http2 import PRI_HEAD, Http2Protocol
 from uvhost.server.linger import linger
@@ -528,7 +535,7 @@ class HttpProtocol(asyncio.Protocol):
                     return
             app = endpoint.app
         self.context.turn_writer.starting += 1
-        self.loop.create_task(run_app(app, exchange))
+        request_task(run_app(app, exchange), loop=self.loop)
 
     def send_failure(self, exchange: Exchange) -> None:
         """The 500 for an app that failed before any of its response was written."""

@@ -43,7 +43,7 @@ from uvhost.observe.stats import REQUESTS, REQUESTS_H2, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
-from uvhost.server.exchange import UNLIMITED, Exchange, Phase, run_app
+from uvhost.server.exchange import UNLIMITED, Exchange, Phase, request_task, run_app
 from uvhost.server.flow import WriteFlow
 from uvhost.server.http2_connection import ServerConnection, StreamRefused
 from uvhost.server.http2_fields import BadStreamError, RequestHead, request_head
@@ -579,7 +579,7 @@ class Http2Protocol(asyncio.Protocol):
         self.served += 1
         context.turn_writer.starting += 1
         app = endpoint.app if endpoint is not None else not_found
-        task = self.loop.create_task(run_app(app, exchange))
+        task = request_task(run_app(app, exchange), loop=self.loop)
         task.add_done_callback(self._app_done)
 
     def _scope(
