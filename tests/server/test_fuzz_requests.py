@@ -322,6 +322,8 @@ _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 CHUNK_EXTENSIONS = re.compile(
     rb"(?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
 )
+REQUEST_LINE_SPACES = re.compile(rb"[A-Z]+ +[^ \r\n]+ +HTTP/[0-9.]+\r\n")
+"""A request-line whose only fault is more than one SP between its words."""
 CTL_IN_VALUE = re.compile(rb"\n[^\r\n:]*:[^\r\n]*[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -568,6 +570,18 @@ STRICTER: list[tuple[str, str, Callable[[Discrepancy], bool]]] = [
             and d.stream.startswith((b"\r", b"\n"), d.verdict.at)
         ),
     ),
+    (
+        "request-line-spaces",
+        "RFC 9112 3 and 2.2: recipients MAY parse a request-line on whitespace boundaries;"
+        " llhttp reads several SPs between method, target and version as one, h11 refuses."
+        " The words are the same (no space ever enters the target), nor is the framing"
+        " touched (not stricter: the lenient reading the RFC permits; see the audit table)",
+        lambda d: (
+            d.kind == "serves"
+            and d.verdict.error.startswith("illegal request line")
+            and REQUEST_LINE_SPACES.match(d.stream, d.verdict.at) is not None
+        ),
+    ),
 ]
 
 
@@ -776,3 +790,6 @@ def test_known_streams(fuzz_host: fuzzkit.FuzzHost) -> None:
     extension += b"1;a=b c\r\nz\r\n0\r\n\r\n"
     odd = fuzz_host.exchange([extension])
     assert [f.covered_by for f in check(odd)] == ["STRICTER:chunk-extension-syntax"]
+    spaced = fuzz_host.exchange([b"POST /a  HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"])
+    assert [f.covered_by for f in check(spaced)] == ["STRICTER:request-line-spaces"]
+    assert [(c["method"], c["raw_path"]) for c in spaced.calls] == [(b"POST", b"/a")]
