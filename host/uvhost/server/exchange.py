@@ -467,21 +467,36 @@ def answer_app_failure(exchange: Exchange) -> None:
     exchange.record(0)
 
 
-request_task: Any = (
-    asyncio.Task  # 3.12+ names a task only when its name is asked for
-    if sys.version_info >= (3, 12)
-    else functools.partial(asyncio.Task, name="uvhost-request")
-)
-"""Makes a request's task: `request_task(run_app(app, exchange), loop=loop)`. Not
+EAGER_TASKS: bool = sys.version_info >= (3, 12)
+"""Whether a request's task may start eagerly (3.12's `eager_start`): the app runs at once,
+inside the parser's callback, up to its first real suspension, so one that answers
+without waiting costs no scheduling round trip. `current_task()` and contextvars behave
+as in any task.
+
+Either way the response is held to the end of the loop turn (flow.TurnWriter): the
+caller raises `turn_writer.starting` before making the task; a lazy task lowers it when
+it first runs (`run_app(..., lazy=True)`), an eager one's caller once the call returns.
+Pipelined requests started as an earlier response finishes get lazy tasks: started
+eagerly, each would run inside the one before it, one level deeper per request.
+"""
+
+request_task: Any = functools.partial(asyncio.Task, name="uvhost-request")
+"""Makes a lazy request task: `request_task(run_app(app, exchange), loop=loop)`. Not
 `loop.create_task`: on 3.11 an unnamed Task formats "Task-N" as it is made (about 1.3%
-of a hello request, counted by callgrind), and uvloop's create_task sets a name only
-after that; one fixed name costs nothing. `asyncio.current_task()` and contextvars
-behave as with create_task (same Task class, same loop, the current context copied)."""
+of a hello request, counted by callgrind) before uvloop would set a name; one fixed
+name costs nothing."""
+
+eager_task: Any
+if sys.version_info >= (3, 12):
+    eager_task = functools.partial(asyncio.Task, eager_start=True, name="uvhost-request")
+else:
+    eager_task = request_task
 
 
-async def run_app(app: Any, exchange: Exchange) -> None:
+async def run_app(app: Any, exchange: Exchange, lazy: bool = True) -> None:
     """The app's task for one request: every way it can end is answered and counted."""
-    exchange.protocol.context.turn_writer.starting -= 1
+    if lazy:  # see EAGER_TASKS: an eager task's caller lowers the count itself
+        exchange.protocol.context.turn_writer.starting -= 1
     try:
         await app(exchange.scope, exchange.receive, exchange.send)
     except ResponseTooLongError:

@@ -123,6 +123,12 @@ class Flushable(Protocol):
     def flush(self) -> None: ...
 
 
+FLUSH_THRESHOLD = 64 * 1024
+"""Bytes a connection holds for the end of the turn before it writes them anyway: held
+bytes are not in the transport, so past this much an app streaming a body must meet the
+transport's back-pressure instead of growing the worker."""
+
+
 class TurnWriter:
     """Connections with bytes held for the end of this loop turn; one callback flushes all.
 

@@ -34,21 +34,22 @@ from uvhost.server import wire
 from uvhost.server.asgi_types import ASGIApp, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.exchange import (
+    EAGER_TASKS,
     READ_HIGH_WATER,
     UNLIMITED,
     Exchange,
     Phase,
+    eager_task,
     request_task,
     run_app,
 )
-from uvhost.server.flow import WriteFlow, peer_hung_up
+from uvhost.server.flow import FLUSH_THRESHOLD, WriteFlow, peer_hung_up
 from uvhost.server.http2 import PRI_HEAD, Http2Protocol
 from uvhost.server.linger import linger
 from uvhost.server.router import Endpoint, not_found
 from uvhost.server.scope import http_scope
 from uvhost.server.websocket import WebSocketProtocol, websocket_scope
 
-FLUSH_THRESHOLD = 64 * 1024
 DRAIN_IDLE_GRACE = 1.0  # seconds an idle connection may still send one request while draining
 
 
@@ -510,7 +511,9 @@ class HttpProtocol(asyncio.Protocol):
 
     # -------------------------------------------------------------- running
 
-    def _start(self, exchange: Exchange) -> None:
+    def _start(self, exchange: Exchange, *, eager: bool = True) -> None:
+        """Run the app for `exchange`; `eager=False` for a pipelined request started as the
+        response before it finishes (see exchange.EAGER_TASKS)."""
         self.exchange = exchange
         budget = self.context.budget  # max_requests: one add, one compare
         budget.count += 1
@@ -534,8 +537,16 @@ class HttpProtocol(asyncio.Protocol):
                     turn.starting -= 1
                     return
             app = endpoint.app
-        self.context.turn_writer.starting += 1
-        request_task(run_app(app, exchange), loop=self.loop)
+        turn = self.context.turn_writer
+        turn.starting += 1
+        # Eager (see EAGER_TASKS) unless a response of this connection is already held:
+        # requests pipelined in one read then go one at a time, as the client reads, and
+        # the write buffer stays within a response of its high-water mark.
+        if eager and EAGER_TASKS and not self.pending:
+            eager_task(run_app(app, exchange, False), loop=self.loop)
+            turn.starting -= 1
+        else:
+            request_task(run_app(app, exchange), loop=self.loop)
 
     def send_failure(self, exchange: Exchange) -> None:
         """The 500 for an app that failed before any of its response was written."""
@@ -711,7 +722,7 @@ class HttpProtocol(asyncio.Protocol):
         then it waits for `resume_writing`, and reading stays paused (the pipeline is not
         empty), so a client that sends and never reads cannot grow our write buffer."""
         if self.exchange is None and self.pipeline and self.flow.blocked is None:
-            self._start(self.pipeline.popleft())
+            self._start(self.pipeline.popleft(), eager=False)
             self.update_reading()
 
     # ------------------------------------------------------------- reading

@@ -43,8 +43,16 @@ from uvhost.observe.stats import REQUESTS, REQUESTS_H2, clock
 from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
-from uvhost.server.exchange import UNLIMITED, Exchange, Phase, request_task, run_app
-from uvhost.server.flow import WriteFlow
+from uvhost.server.exchange import (
+    EAGER_TASKS,
+    UNLIMITED,
+    Exchange,
+    Phase,
+    eager_task,
+    request_task,
+    run_app,
+)
+from uvhost.server.flow import FLUSH_THRESHOLD, WriteFlow
 from uvhost.server.http2_connection import ServerConnection, StreamRefused
 from uvhost.server.http2_fields import BadStreamError, RequestHead, request_head
 from uvhost.server.linger import linger
@@ -246,7 +254,7 @@ class Stream:
 
     async def write(self, data: bytes) -> None:
         self._send(data, end=False)
-        self.connection.hold()
+        self.connection.hold(len(data))
         if self.backlog is not None:
             self.drained = self.loop.create_future()
             try:
@@ -265,7 +273,7 @@ class Stream:
             self.connection.hold()
             return
         self._send(data, end=True)
-        self.connection.finished(self, exchange)
+        self.connection.finished(self, exchange, len(data))
 
     def add_trailers(self, exchange: Exchange, message: Message) -> None:
         """Trailer fields, checked like any response header; the last message ends the
@@ -409,6 +417,7 @@ class Http2Protocol(asyncio.Protocol):
         self.running = 0  # app tasks of this connection not finished yet
         self.flow = WriteFlow(loop)
         self.flush_scheduled = False
+        self.held = 0  # body bytes queued in h2 since the last flush (hold)
         self.draining = False  # the first GOAWAY (no stream id yet) sent: streams in flight count
         self.drain_started = 0.0
         self.going_away = False  # the final GOAWAY sent: no new streams, close once the last ends
@@ -577,9 +586,14 @@ class Http2Protocol(asyncio.Protocol):
         counts[REQUESTS_H2] += 1
         self.running += 1
         self.served += 1
-        context.turn_writer.starting += 1
+        turn = context.turn_writer
+        turn.starting += 1
         app = endpoint.app if endpoint is not None else not_found
-        task = request_task(run_app(app, exchange), loop=self.loop)
+        if EAGER_TASKS:  # it runs up to its first wait now (see EAGER_TASKS)
+            task = eager_task(run_app(app, exchange, False), loop=self.loop)
+            turn.starting -= 1
+        else:
+            task = request_task(run_app(app, exchange), loop=self.loop)
         task.add_done_callback(self._app_done)
 
     def _scope(
@@ -774,13 +788,13 @@ class Http2Protocol(asyncio.Protocol):
             if self.going_away and not self.running:
                 self._close()
 
-    def finished(self, stream: Stream, exchange: Exchange) -> None:
+    def finished(self, stream: Stream, exchange: Exchange, size: int = 0) -> None:
         """A response's last bytes are queued: count it, log it, write with the batch."""
         exchange.record(exchange.status)
         context = self.context
         if context.access_log is not None:
             context.access_log(exchange, context.name)
-        self.hold()
+        self.hold(size)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         try:
@@ -791,11 +805,14 @@ class Http2Protocol(asyncio.Protocol):
 
     # ------------------------------------------------------------- writing
 
-    def hold(self) -> None:
+    def hold(self, size: int = 0) -> None:
         """Write at the end of this loop turn, or now when no other request of this turn
-        is about to run (the same batching as HTTP/1.1, flow.py)."""
+        is about to run (the same batching as HTTP/1.1, flow.py). `size`: body bytes just
+        queued; past FLUSH_THRESHOLD held they are written at once, so that an app
+        streaming a body meets the transport's back-pressure."""
         turn = self.context.turn_writer
-        if turn.starting:
+        self.held += size
+        if turn.starting and self.held < FLUSH_THRESHOLD:
             self.flush_soon()
         else:
             self.flush()
@@ -809,6 +826,7 @@ class Http2Protocol(asyncio.Protocol):
 
     def flush(self) -> None:
         self.flush_scheduled = False
+        self.held = 0
         data = self.h2.data_to_send()
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
