@@ -357,18 +357,28 @@ def sockets_dir() -> Iterator[Path]:
 
 
 class Notifications:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET.
+
+    Like systemd, it asks the kernel for each sender's credentials, so a test
+    can check who sent a message (`NotifyAccess=main` accepts the main pid's only).
+    """
 
     def __init__(self, address: str) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.bind(address)
         self.sock.settimeout(TIMEOUT)
         self.seen: list[dict[str, str]] = []
+        self.senders: list[int] = []
 
     def next(self) -> dict[str, str]:
         """The next message, as its fields; fails after the timeout."""
-        data = self.sock.recv(4096).decode()
-        message = dict(line.split("=", 1) for line in data.splitlines() if line)
+        credentials = struct.calcsize("iII")  # struct ucred: pid, uid, gid
+        data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(credentials))
+        for level, kind, payload in ancillary:
+            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+                self.senders.append(struct.unpack("iII", payload[:credentials])[0])
+        message = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
         self.seen.append(message)
         return message
 
