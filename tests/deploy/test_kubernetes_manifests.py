@@ -46,7 +46,7 @@ def kubectl() -> str:
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, Object]:
-    """Every object `kubectl kustomize deploy/kubernetes` renders, by kind."""
+    """Every object `kubectl kustomize deploy/kubernetes` renders, as "Kind/name"."""
     tool = kubectl()
     yaml = subprocess.run(
         [tool, "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60, check=True
@@ -63,8 +63,7 @@ def rendered() -> dict[str, Object]:
     while at < len(converted.strip()):
         found, end = decoder.raw_decode(converted, at)
         found["metadata"]["annotations"].pop(MARK)
-        assert found["kind"] not in objects, f"two {found['kind']} objects"
-        objects[found["kind"]] = found
+        objects[f"{found['kind']}/{found['metadata']['name']}"] = found
         at = end + len(converted[end:]) - len(converted[end:].lstrip())
     return objects
 
@@ -102,7 +101,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> HostConfig:
 
 def deployment(rendered: dict[str, Object]) -> tuple[Object, Object]:
     """The pod spec and its one container."""
-    pod = rendered["Deployment"]["spec"]["template"]["spec"]
+    pod = rendered["Deployment/uvhost"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     return pod, container
 
@@ -128,19 +127,19 @@ def route_to(config: HostConfig, endpoint: str) -> tuple[str, str]:
 
 def test_the_kustomization_renders_every_object(rendered):
     assert set(rendered) == {
-        "ConfigMap",
-        "Secret",
-        "Service",
-        "Deployment",
-        "PodDisruptionBudget",
-        "HorizontalPodAutoscaler",
-        "ServiceMonitor",
+        "ConfigMap/uvhost-config",
+        "Secret/uvhost-env",
+        "Service/uvhost",
+        "Service/uvhost-metrics",
+        "Deployment/uvhost",
+        "PodDisruptionBudget/uvhost",
+        "HorizontalPodAutoscaler/uvhost",
+        "ServiceMonitor/uvhost",
     }
 
 
 def test_the_configmap_is_the_config_file_under_a_fixed_name(rendered):
-    configmap = rendered["ConfigMap"]
-    assert configmap["metadata"]["name"] == "uvhost-config"  # no hash: edits are followed live
+    configmap = rendered["ConfigMap/uvhost-config"]  # no hash suffix: edits are followed live
     assert configmap["data"] == {"uvhost.toml": CONFIG.read_text(encoding="utf-8")}
     pod, container = deployment(rendered)
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -177,8 +176,8 @@ def test_the_config_finds_its_secrets_where_the_deployment_mounts_them(rendered,
             mounts[volume], file
         ), key
     assert volumes["tls"]["secret"]["secretName"] == "uvhost-tls"
-    assert volumes["env"]["secret"]["secretName"] == rendered["Secret"]["metadata"]["name"]
-    assert "uvhost.env" in rendered["Secret"]["stringData"]
+    assert volumes["env"]["secret"]["secretName"] == "uvhost-env"
+    assert "uvhost.env" in rendered["Secret/uvhost-env"]["stringData"]
 
 
 def test_the_probes_ask_health_where_the_config_mounts_it(rendered, config):
@@ -204,7 +203,7 @@ def test_the_grace_period_covers_prestop_drain_delay_and_graceful_timeout(render
     pre_stop = float(command[1])
     needed = pre_stop + (config.host.drain_delay or 0) + config.host.graceful_timeout
     assert pod["terminationGracePeriodSeconds"] >= needed + 1, "the kubelet would cut the drain"
-    strategy = rendered["Deployment"]["spec"]["strategy"]
+    strategy = rendered["Deployment/uvhost"]["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
 
@@ -230,16 +229,20 @@ def test_the_pod_runs_as_the_image_user_without_privileges(rendered):
 
 
 def test_service_pdb_and_hpa_select_the_pods(rendered):
-    labels = rendered["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    labels = rendered["Deployment/uvhost"]["spec"]["template"]["metadata"]["labels"]
     _, container = deployment(rendered)
     names = {port["name"] for port in container["ports"]}
-    service = rendered["Service"]["spec"]
+    service = rendered["Service/uvhost"]["spec"]
     assert service["selector"].items() <= labels.items()
-    assert {port["targetPort"] for port in service["ports"]} <= names
-    pdb = rendered["PodDisruptionBudget"]["spec"]
+    assert [port["targetPort"] for port in service["ports"]] == ["web"]  # admin stays inside
+    metrics = rendered["Service/uvhost-metrics"]["spec"]
+    assert metrics["selector"].items() <= labels.items()
+    assert metrics["clusterIP"] == "None"
+    assert {port["targetPort"] for port in metrics["ports"]} <= names
+    pdb = rendered["PodDisruptionBudget/uvhost"]["spec"]
     assert pdb["selector"]["matchLabels"].items() <= labels.items()
     assert pdb["maxUnavailable"] == 1
-    hpa = rendered["HorizontalPodAutoscaler"]["spec"]
+    hpa = rendered["HorizontalPodAutoscaler/uvhost"]["spec"]
     assert hpa["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -254,13 +257,15 @@ def test_service_pdb_and_hpa_select_the_pods(rendered):
 def test_prometheus_scrapes_metrics_where_the_config_mounts_it(rendered, config):
     listener, path = route_to(config, "@metrics")
     port = port_of(config.listeners[listener].bind)
-    annotations = rendered["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    annotations = rendered["Deployment/uvhost"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == path
-    monitor = rendered["ServiceMonitor"]["spec"]
-    service = rendered["Service"]
+    monitor = rendered["ServiceMonitor/uvhost"]["spec"]
+    service = rendered["Service/uvhost-metrics"]
     assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    public = rendered["Service/uvhost"]["metadata"]["labels"]
+    assert not monitor["selector"]["matchLabels"].items() <= public.items()
     (endpoint,) = monitor["endpoints"]
     by_name = {entry["name"]: entry for entry in service["spec"]["ports"]}
     assert by_name[endpoint["port"]]["targetPort"] == listener
