@@ -341,3 +341,16 @@ def test_a_rolling_update_loses_no_request(pods, kit, capsys):
         )
     assert not load.failures, load.failures[:5]
     assert unready < 1.5 < closed  # out of the endpoints well before the sockets closed
+
+
+def test_a_second_sigterm_during_the_drain_delay_exits_at_once(pods):
+    pod = pods("impatient", drain_delay="60s")
+    mark = pod.host.mark()
+    pod.host.signal(signal.SIGTERM)
+    pod.host.wait_for("not ready: serving 60s more", since=mark)
+    assert pod.ready() == 503
+    started = time.monotonic()
+    pod.host.signal(signal.SIGTERM)  # `docker stop` timing out, an operator's second Ctrl-C
+    assert pod.host.wait_exit() == 1
+    assert time.monotonic() - started < 5
+    assert "second stop signal: exiting now" in pod.host.output(mark)
