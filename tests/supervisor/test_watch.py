@@ -35,6 +35,14 @@ def test_the_targets_of_a_mounted_file_are_its_folder_and_the_links_it_goes_thro
     assert str(volume.current) in names  # the timestamped folder, one more hop
 
 
+def test_a_relative_path_into_a_sibling_mount_watches_the_mount_only(tmp_path: Path) -> None:
+    volume = Volume(tmp_path / "tls", {"tls.crt": "cert\n"})
+    named = tmp_path / "config" / ".." / "tls" / "tls.crt"  # "../tls/tls.crt" in the config
+    folders, names = watch.watch_targets((named,))
+    assert folders == (str(volume.folder),)  # never the timestamped folder, which will vanish
+    assert {str(volume.folder / "tls.crt"), str(volume.folder / "..data")} <= names
+
+
 def test_a_link_to_a_file_elsewhere_watches_that_folder_too(tmp_path: Path) -> None:
     real = tmp_path / "real" / "uvhost.toml"
     real.parent.mkdir()

@@ -26,6 +26,7 @@ Invariants (STYLE.md item 12):
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -79,7 +80,10 @@ def watch_targets(paths: tuple[Path, ...]) -> tuple[tuple[str, ...], frozenset[s
     save of the real file is seen at once.
     """
     names: set[str] = set()
-    for path in paths:
+    for named in paths:
+        # "config/../tls/tls.crt" (a path relative to the config's folder) is watched
+        # as "tls/tls.crt": its hops and its real file then compare equal as text.
+        path = Path(os.path.normpath(named))
         hops = _link_hops(path)
         names |= {str(path), *hops}
         real = path.resolve()
@@ -121,7 +125,7 @@ async def watch_files(loaded: Callable[[], Mapping[Path, str | None]]) -> AsyncI
         folders, names = targets
         async for _events in watchfiles.awatch(
             *folders,
-            watch_filter=_only(names),
+            watch_filter=_only(names),  # paths come back under `folders` as given
             debounce=DEBOUNCE_MS,
             recursive=False,
             rust_timeout=RECHECK_MS,
