@@ -32,6 +32,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 BUILD_TIMEOUT = 900
 """Seconds a whole image build may take (a base image pull and pip install included)."""
 
+DOCKER_STOP_TIMEOUT = 10
+"""Seconds `docker stop` waits after the stop signal before SIGKILL, by default."""
+
 COMPILERS = re.compile(r"\b(gcc|g\+\+|clang|cc|make|build-essential|python3?-dev)\b")
 
 
@@ -145,6 +148,8 @@ def test_the_default_config_is_valid_and_exposed(parsed, tmp_path):
     assert result.config is not None, [str(d) for d in result.diagnostics]
     ports = {str(listener.bind.port) for listener in result.config.listeners.values()}
     assert set(" ".join(final.all("EXPOSE")).split()) == ports
+    host = result.config.host
+    assert (host.drain_delay or 0) + host.graceful_timeout < DOCKER_STOP_TIMEOUT
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
