@@ -99,6 +99,7 @@ def test_the_final_stage_takes_the_virtualenv_and_no_compiler(parsed):
     build, final = stages[0], stages[-1]
     copies = final.all("COPY")
     assert f"--from={build.name} /opt/uvhost /opt/uvhost" in copies
+    assert build.base == final.base  # the virtualenv links to the base image's python
     assert not any(COMPILERS.search(command) for command in final.all("RUN")), final.all("RUN")
     installs = [
         command.split("install", 1)[1] for command in final.all("RUN") if "apt-get" in command
