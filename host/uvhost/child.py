@@ -151,6 +151,8 @@ async def _listen(
             link.answered(message)
         elif isinstance(message, ipc.HostReady):
             link.host_ready = True
+        elif isinstance(message, ipc.Unready):
+            link.draining = True
         elif isinstance(message, ipc.ReopenLogs):
             reopen()
 

@@ -136,7 +136,15 @@ class ReopenLogs:
     """The supervisor got SIGUSR1 (logrotate moved the log file away): reopen it."""
 
 
-ToWorker = Drain | ApplyLogging | ReloadCertificates | HostReady | MetricsReply | ReopenLogs
+@dataclass(frozen=True, slots=True)
+class Unready:
+    """The host is stopping after `host.drain_delay`: `@health` readiness answers 503 from
+    now on while the worker keeps serving, so balancers take it out before sockets close."""
+
+
+ToWorker = (
+    Drain | ApplyLogging | ReloadCertificates | HostReady | Unready | MetricsReply | ReopenLogs
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
 from uvhost.config.diff import Change, ChangeKind, PlanDiff, changed_keys, diff
@@ -79,11 +80,10 @@ def test_access_log_change_is_live() -> None:
     assert result.subjects(ChangeKind.GROUP_ROLLED) == ()
 
 
-def test_graceful_timeout_is_a_live_host_setting() -> None:
-    result = diff(plan(ORIGINAL), plan(edited(**{"host.graceful_timeout": "10s"})))
-    assert result.of(ChangeKind.LIVE) == (
-        Change(ChangeKind.LIVE, "host", ("host.graceful_timeout",)),
-    )
+@pytest.mark.parametrize("key", ["graceful_timeout", "drain_delay"])
+def test_stop_timing_is_a_live_host_setting(key: str) -> None:
+    result = diff(plan(ORIGINAL), plan(edited(**{f"host.{key}": "10s"})))
+    assert result.of(ChangeKind.LIVE) == (Change(ChangeKind.LIVE, "host", (f"host.{key}",)),)
     assert result.subjects(ChangeKind.GROUP_ROLLED) == ()
 
 

@@ -154,8 +154,9 @@ def is_duration(info: FieldInfo) -> bool:
     return any(getattr(meta, "func", None) is parse_duration for meta in metadata)
 
 
-# Durations that are off unless set: probes that find dead peers, not limits on a client.
-OFF_BY_DEFAULT = {("Http2Settings", "ping_interval")}
+# Durations that are off unless set: probes that find dead peers, not limits on a client;
+# a wait before a stop's drain, which only lengthens a stop.
+OFF_BY_DEFAULT = {("Http2Settings", "ping_interval"), ("HostSettings", "drain_delay")}
 
 
 def test_every_timeout_default_is_bounded() -> None:

@@ -28,6 +28,14 @@ leader, started here) is alive and unreaped, so the group id cannot belong to
 anyone else; then any worker seen earlier that is still in that group (an
 orphan) by its pid.
 
+Every `uvhost run` imports the uvhost under test (its source folder leads
+PYTHONPATH), so a git worktree's tests never run an installed checkout.
+
+systemd's side of socket activation is played by `launch(..., activate=True)`
+(the listening socket moved to fd 3, LISTEN_PID set to the pid that runs
+uvhost) and by `notifications`, a datagram socket standing in for
+NOTIFY_SOCKET.
+
 Test modules reach the helpers here (`save`, `who`, `raw_request`,
 `read_until`, `wait_until`, `Load`...) through the `kit` fixture.
 """
@@ -58,6 +66,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+import uvhost
 
 TIMEOUT = 20.0
 """Upper bound of every wait: generous, for a loaded 2-core machine."""
@@ -135,16 +145,49 @@ secure = make("secure")
 """
 
 
+UVHOST_ROOT = str(Path(uvhost.__file__).resolve().parents[1])
+"""The folder holding the uvhost under test; put first on every subprocess's PYTHONPATH."""
+
+ACTIVATE = (
+    "import os, sys\n"
+    "fd = int(os.environ.pop('ACTIVATE_FD'))\n"
+    "if fd != 3:\n"
+    "    os.dup2(fd, 3)\n"
+    "    os.close(fd)\n"
+    "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'uvhost', *sys.argv[1:]])\n"
+)
+"""Starts uvhost as systemd starts a socket-activated service: the socket (ACTIVATE_FD) at
+fd 3 and LISTEN_PID naming the process, which then execs uvhost and keeps its pid."""
+
+
+def subprocess_environment() -> dict[str, str]:
+    """This environment, with the uvhost under test first on PYTHONPATH."""
+    paths = [UVHOST_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
 class Host:
-    """One `uvhost run` subprocess and the lines of its stderr so far."""
+    """One `uvhost run` subprocess and the lines of its stderr so far.
+
+    `activate=True` starts it through `ACTIVATE` (the caller sets LISTEN_FDS,
+    LISTEN_FDNAMES and ACTIVATE_FD in the environment).
+    """
 
     def __init__(
-        self, config: Path, pass_fds: tuple[int, ...] = (), args: tuple[str, ...] = ()
+        self,
+        config: Path,
+        pass_fds: tuple[int, ...] = (),
+        args: tuple[str, ...] = (),
+        *,
+        activate: bool = False,
     ) -> None:
         self.config = config
+        entry = ["-c", ACTIVATE] if activate else ["-m", "uvhost"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvhost", "run", *args, str(config)],
+            [sys.executable, *entry, "run", *args, str(config)],
             cwd=config.parent,
+            env=subprocess_environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -273,8 +316,14 @@ def _outcome(line: str) -> bool:
 def launch() -> Iterator[Callable[..., Host]]:
     started: list[Host] = []
 
-    def start(config: Path, pass_fds: tuple[int, ...] = (), args: tuple[str, ...] = ()) -> Host:
-        host = Host(config, pass_fds, args)
+    def start(
+        config: Path,
+        pass_fds: tuple[int, ...] = (),
+        args: tuple[str, ...] = (),
+        *,
+        activate: bool = False,
+    ) -> Host:
+        host = Host(config, pass_fds, args, activate=activate)
         started.append(host)
         return host
 
@@ -305,6 +354,49 @@ def sockets_dir() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="uvh"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+class Notifications:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET.
+
+    Like systemd, it asks the kernel for each sender's credentials, so a test
+    can check who sent a message (`NotifyAccess=main` accepts the main pid's only).
+    """
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(address)
+        self.sock.settimeout(TIMEOUT)
+        self.seen: list[dict[str, str]] = []
+        self.senders: list[int] = []
+
+    def next(self) -> dict[str, str]:
+        """The next message, as its fields; fails after the timeout."""
+        credentials = struct.calcsize("iII")  # struct ucred: pid, uid, gid
+        data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(credentials))
+        for level, kind, payload in ancillary:
+            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+                self.senders.append(struct.unpack("iII", payload[:credentials])[0])
+        message = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
+        self.seen.append(message)
+        return message
+
+    def until(self, key: str) -> dict[str, str]:
+        """The next message carrying `key`, skipping others (a save may be seen twice)."""
+        while key not in (message := self.next()):
+            pass
+        return message
+
+
+@pytest.fixture
+def notifications(sockets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Notifications]:
+    """NOTIFY_SOCKET for the hosts this test starts, and what they send to it."""
+    path = sockets_dir / "notify.sock"
+    receiver = Notifications(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    yield receiver
+    receiver.sock.close()
 
 
 def write_apps(folder: Path) -> None:

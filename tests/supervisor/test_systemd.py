@@ -19,24 +19,12 @@ import itertools
 import os
 import signal
 import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from uvhost.supervisor import pidfile, systemd
-
-ACTIVATE = (
-    "import os, sys\n"
-    "fd = int(os.environ.pop('ACTIVATE_FD'))\n"
-    "if fd != 3:\n"
-    "    os.dup2(fd, 3)\n"
-    "    os.close(fd)\n"
-    "os.environ['LISTEN_PID'] = str(os.getpid())\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'uvhost', *sys.argv[1:]])\n"
-)
 
 CONFIG = """
 [host]
@@ -66,39 +54,6 @@ def write_config(folder: Path, bind: str, *, greeting: str = "hello", host: str 
     return config
 
 
-class Notifications:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, address: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(address)
-        self.sock.settimeout(20.0)
-
-        self.seen: list[dict[str, str]] = []
-
-    def next(self) -> dict[str, str]:
-        """The next message, as its fields; fails after the timeout."""
-        data = self.sock.recv(4096).decode()
-        message = dict(line.split("=", 1) for line in data.splitlines() if line)
-        self.seen.append(message)
-        return message
-
-    def until(self, key: str) -> dict[str, str]:
-        """The next message carrying `key`, skipping others (a save may be seen twice)."""
-        while key not in (message := self.next()):
-            pass
-        return message
-
-
-@pytest.fixture
-def notifications(sockets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Notifications]:
-    path = sockets_dir / "notify.sock"
-    receiver = Notifications(str(path))
-    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-    yield receiver
-    receiver.sock.close()
-
-
 def environ_of(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(entry.decode().split("=", 1) for entry in raw if b"=" in entry)
@@ -107,11 +62,7 @@ def environ_of(pid: int) -> dict[str, str]:
 @pytest.fixture
 def activated(tmp_path, launch, listener, kit, monkeypatch):
     """`activated(names, host=...)`: `uvhost run` serving `systemd:web`, started as systemd
-    starts a socket-activated service whose sockets are called `names`; (host, socket).
-
-    The conftest starts `python -m uvhost run`; swapping `-m uvhost` for the
-    wrapper while it does keeps that start code in one place.
-    """
+    starts a socket-activated service whose sockets are called `names`; (host, socket)."""
 
     def start(names: str, host: str = ""):
         sock = listener()
@@ -120,15 +71,7 @@ def activated(tmp_path, launch, listener, kit, monkeypatch):
         monkeypatch.setenv("LISTEN_FDS", "1")
         monkeypatch.setenv("LISTEN_FDNAMES", names)
         monkeypatch.setenv("ACTIVATE_FD", str(sock.fileno()))
-        real = subprocess.Popen
-
-        def popen(argv: list[str], **options: object) -> subprocess.Popen[str]:
-            assert argv[1:3] == ["-m", "uvhost"]
-            return real([argv[0], "-c", ACTIVATE, *argv[3:]], **options)  # type: ignore[call-overload, no-any-return]
-
-        with monkeypatch.context() as patch:
-            patch.setattr(subprocess, "Popen", popen)
-            return launch(config, pass_fds=(sock.fileno(),)), sock
+        return launch(config, pass_fds=(sock.fileno(),), activate=True), sock
 
     return start
 

@@ -27,7 +27,15 @@ if TYPE_CHECKING:
 
 SOCKET_KEYS = frozenset({"bind", "backlog", "unix_mode"})
 SUPERVISOR_KEYS = frozenset(
-    {"graceful_timeout", "startup_timeout", "env_files", "watch", "control_socket", "pid_file"}
+    {
+        "graceful_timeout",
+        "drain_delay",
+        "startup_timeout",
+        "env_files",
+        "watch",
+        "control_socket",
+        "pid_file",
+    }
 )
 
 

@@ -112,7 +112,8 @@ def load_document(document: SourceDocument, environ: Mapping[str, str]) -> LoadR
         (place(problem, document) for problem in problems),
         key=lambda d: (d.span.line, d.span.column) if d.span else (0, 0),
     )
-    watched = [document.path.resolve(), *(p for _, p in env_paths)]
+    # Absolute, not resolved: a ConfigMap mount links through `..data` (see supervisor.watch).
+    watched = [document.path.absolute(), *(p for _, p in env_paths)]
     environments: dict[str, dict[str, str]] = {}
     digests: dict[Path, str | None] = {}
     if config is not None:

@@ -124,6 +124,14 @@ class HostSettings(Section):
         "WebSockets, on stop and on reload, before they are cut.",
         examples=["30s"],
     )
+    drain_delay: Duration | None = Field(
+        None,
+        description="On stop, how long to keep accepting and serving while `@health` "
+        "readiness answers 503, before the drain starts: time for a load balancer (a "
+        "Kubernetes Service) to stop sending new connections before the sockets close. "
+        "Unset: the drain starts at once.",
+        examples=["5s"],
+    )
     startup_timeout: Duration = Field(
         60.0,
         description="How long a new worker may take to import its apps and finish lifespan "

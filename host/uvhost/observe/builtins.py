@@ -4,7 +4,9 @@
 - readiness, on the mount path itself (or `<mount>/ready`): 200 "ok" while
   the host is ready and this worker is not draining, 503 "starting" or
   "draining" otherwise, so a load balancer sends traffic only to a worker
-  that will serve it and stops before the worker goes;
+  that will serve it and stops before the worker goes. On a host stop with
+  `host.drain_delay`, "draining" starts while the worker still accepts, so
+  the 503 is seen before the sockets close;
 - liveness, on `<mount>/live`: 200 for as long as the process answers at
   all. A draining worker is alive: restarting it would cut the requests it
   is finishing.

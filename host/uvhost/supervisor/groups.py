@@ -197,6 +197,12 @@ class GroupRunner:
         self.host_ready = True
         self.broadcast(ipc.HostReady())
 
+    def announce_unready(self) -> None:
+        """The host will stop after its drain delay: readiness turns false in every worker
+        (and in any replacement started meanwhile), while they all keep serving."""
+        self.host_ready = False
+        self.broadcast(ipc.Unready())
+
     def adopt(self, plan: Plan) -> None:
         """A reload left this group as it was: later replacements start from `plan` (its live
         settings, such as logging, included) rather than the plan the group was rolled with."""

@@ -98,7 +98,7 @@ class Supervisor:
         self.state = "starting"
         self.last_reload: ReloadStatus | None = None
         # What the watcher compares against: each watched file as the last load read it.
-        self.loaded = {**fingerprint(watched or (path.resolve(),)), **plan.file_digests}
+        self.loaded = {**fingerprint(watched or (path.absolute(),)), **plan.file_digests}
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -142,10 +142,28 @@ class Supervisor:
                 waiting.set_result(ReloadOutcome(False, "the host is stopping"))
         self._close_control()
         systemd.stopping()
+        await self._unready_for(self.plan.config.host.drain_delay)
         logger.info("draining (up to %gs)", self.plan.config.host.graceful_timeout)
         await self._stop_all()
         logger.info("stopped")
         return EXIT_OK
+
+    async def _unready_for(self, delay: float | None) -> None:
+        """`host.drain_delay`: readiness 503 everywhere while still serving, then return.
+
+        A balancer (a Kubernetes Service's endpoints, a health-checking proxy)
+        takes a while to notice a stop; until it does it keeps sending new
+        connections, which would queue on sockets nobody accepts from any more
+        and be reset when the host exits. Serving on through the delay, while
+        readiness says "draining", loses none of them. A second stop signal
+        still exits at once.
+        """
+        if not delay:
+            return
+        for runner in self.groups.values():
+            runner.announce_unready()
+        logger.info("not ready: serving %gs more before draining (host.drain_delay)", delay)
+        await asyncio.sleep(delay)
 
     async def _serve_control(self) -> control.ControlServer | None:
         path = control.socket_path(self.plan.config.host, self.path)

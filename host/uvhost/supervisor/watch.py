@@ -5,6 +5,13 @@ Invariants (STYLE.md item 12):
   Kubernetes swaps ConfigMap symlinks: a watch on the file itself would go
   deaf after the first save. So the parent folders are watched and events
   are filtered to the paths we care about.
+- A watched path is kept as the config names it, never resolved: a mounted
+  ConfigMap's `uvhost.toml` is a link through `..data` into a timestamped
+  folder that the kubelet deletes after each swap, so the resolved path
+  would point at a folder about to vanish. Each symlink hop inside the
+  file's own folder (`..data`, the timestamped folder) passes the event
+  filter, so the swap itself (a rename onto `..data`) triggers the check at
+  once; a link to a file in another folder adds that folder to the watch.
 - A reload is triggered only when the content of a watched file actually
   changed (SHA-256), so touching a file or a burst of events from one save
   causes at most one reload; watchfiles debounces the burst first.
@@ -19,6 +26,7 @@ Invariants (STYLE.md item 12):
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -36,7 +44,56 @@ def fingerprint(paths: tuple[Path, ...]) -> dict[Path, str | None]:
     return {path: file_digest(path) for path in paths}
 
 
-def _only(names: set[str]) -> Callable[[watchfiles.Change, str], bool]:
+MAX_HOPS = 8
+"""How many symlinks of one path are followed for the filter (a loop ends the walk)."""
+
+
+def _link_hops(path: Path) -> set[str]:
+    """The names in `path`'s folder that a relative symlink chain from `path` goes through.
+
+    For a ConfigMap mount, `uvhost.toml -> ..data/uvhost.toml` and
+    `..data -> ..2026_12_05_16_00_00.123`: the kubelet updates by renaming a
+    new link onto `..data`, an event on that name, not on `uvhost.toml`.
+    """
+    hops: set[str] = set()
+    current = path
+    for _ in range(MAX_HOPS):
+        try:
+            target = current.readlink()
+        except OSError:  # not a link (or gone): the chain ends here
+            break
+        if target.is_absolute() or not target.parts:
+            break
+        current = current.parent / target.parts[0]
+        if current.parent != path.parent or str(current) in hops:
+            break
+        hops.add(str(current))
+    return hops
+
+
+def watch_targets(paths: tuple[Path, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The folders to watch and the paths whose events matter, for these files.
+
+    Each file's folder, with the file and its symlink hops there; and when
+    the file resolves into a folder the hops do not already cover (a link to
+    a file elsewhere), that folder and the real file too, so an editor's
+    save of the real file is seen at once.
+    """
+    names: set[str] = set()
+    for named in paths:
+        # "config/../tls/tls.crt" (a path relative to the config's folder) is watched
+        # as "tls/tls.crt": its hops and its real file then compare equal as text.
+        path = Path(os.path.normpath(named))
+        hops = _link_hops(path)
+        names |= {str(path), *hops}
+        real = path.resolve()
+        if real != path and str(real.parent) not in hops:
+            names.add(str(real))
+    folders = sorted({str(Path(name).parent) for name in names if Path(name).parent.is_dir()})
+    return tuple(folders), frozenset(names)
+
+
+def _only(names: frozenset[str]) -> Callable[[watchfiles.Change, str], bool]:
     """A watchfiles filter passing only events on these paths (not the folder's others)."""
     return lambda _change, path: path in names
 
@@ -64,10 +121,11 @@ async def watch_files(loaded: Callable[[], Mapping[Path, str | None]]) -> AsyncI
         watched = tuple(loaded())
         if changed():  # saved before this watch existed (while starting, or a new file)
             yield
-        folders = sorted({str(p.parent) for p in watched if p.parent.is_dir()})
+        targets = watch_targets(watched)
+        folders, names = targets
         async for _events in watchfiles.awatch(
             *folders,
-            watch_filter=_only({str(p) for p in watched}),
+            watch_filter=_only(names),  # paths come back under `folders` as given
             debounce=DEBOUNCE_MS,
             recursive=False,
             rust_timeout=RECHECK_MS,
@@ -77,3 +135,5 @@ async def watch_files(loaded: Callable[[], Mapping[Path, str | None]]) -> AsyncI
                 break  # the config names other files now: watch their folders
             if changed():
                 yield
+            if watch_targets(watched) != targets:
+                break  # a link leads elsewhere now (a ConfigMap swap): follow it
