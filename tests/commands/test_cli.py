@@ -73,6 +73,29 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`uvhost config big.toml | head -1`: the output is far larger than a pipe holds, so
+    the writer meets a closed pipe; that is the reader's choice, not an error to report."""
+    routes = ", ".join(f'"/p{index}" = "a"' for index in range(3000))
+    write(tmp_path, f'[listeners.web]\nbind = "127.0.0.1:0"\nroutes = {{ {routes} }}\n'
+          '\n[apps.a]\ntarget = "x:app"\n')  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvhost", "config", "uvhost.toml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    errors = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in errors, errors
+    assert "BrokenPipeError" not in errors, errors
+
+
 # ------------------------------------------------------------------- check
 
 
