@@ -754,17 +754,18 @@ def test_a_window_that_never_opens_resets_the_stream_after_send_timeout(serve):
 
 
 def test_a_client_that_never_reads_is_dropped_after_send_timeout(serve):
-    """CVE-2019-9517, slow read: windows wide open (2^31-1), a 32 MiB response asked
+    """CVE-2019-9517, slow read: windows wide open (2^31-1), a 128 MiB response asked
     for, and the socket never read. The app is held by back-pressure (the worker
     does not buffer the response), then the connection is dropped after
-    `send_timeout` and the app's `send` raises."""
+    `send_timeout` and the app's `send` raises. The response is twice RSS_BOUND, so
+    a worker that buffered it for the client fails the memory check too."""
     host = serve(config("big"), APPS)
     wide = 2**31 - 1
     with connect(host, rcvbuf=65536) as sock, RssWatch() as memory:
         peer = Peer(sock, {SettingsFrame.INITIAL_WINDOW_SIZE: wide})
         peer.send(WindowUpdateFrame(0, window_increment=wide - 65535).serialize())
         started = time.monotonic()
-        peer.send(peer.request(1, "/big?512"))
+        peer.send(peer.request(1, "/big?2048"))  # 128 MiB
         deadline = started + SEND_TIMEOUT + 2 * TICK + 2
         while not host.module.finished and time.monotonic() < deadline:
             time.sleep(0.05)
