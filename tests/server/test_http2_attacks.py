@@ -670,6 +670,7 @@ def test_a_flood_from_a_client_that_never_reads_is_not_read_forever(serve, kind)
         frame = SettingsFrame(0, settings={SettingsFrame.MAX_FRAME_SIZE: 16384}).serialize()
     with connect(host, rcvbuf=65536) as sock, RssWatch() as memory:
         peer = Peer(sock)
+        peer.handshake()  # our SETTINGS ACK goes now, not into a server that stopped reading
         outcome, sent, took = _flood_without_reading(sock, frame * 1000)
         peer.poll(0.5)  # only now: what the server said (a GOAWAY?) before it closed
         calm = peer.goaway_code() == CALM
