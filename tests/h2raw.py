@@ -136,3 +136,69 @@ class RawH2:
             elif isinstance(event, h2.events.StreamReset):
                 status = -int(event.error_code)
         return status, headers, body
+
+
+class H2WebSocket:
+    """A WebSocket on one stream of a `RawH2` connection (RFC 8441's extended CONNECT),
+    its frames made and read by the `websockets` library's client protocol, which starts
+    OPEN: over HTTP/2 there is no HTTP/1.1 handshake to run."""
+
+    def __init__(self, client: RawH2, path: str, *, authority: str = "x", scheme: str = "http",
+                 extra: Headers | None = None) -> None:  # fmt: skip
+        from websockets.protocol import Protocol, Side, State  # noqa: PLC0415
+
+        self.client = client
+        client.pump(lambda: client.conn.remote_settings.enable_connect_protocol == 1)
+        headers = [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", scheme.encode()),
+            (b":path", path.encode()),
+            (b":authority", authority.encode()),
+            (b"sec-websocket-version", b"13"),
+            *(extra or []),
+        ]
+        self.stream_id = client.send(headers, end_stream=False)
+        client.pump(lambda: client.received(self.stream_id, h2.events.ResponseReceived))
+        (response,) = client.received(self.stream_id, h2.events.ResponseReceived)
+        self.response = dict(response.headers)
+        self.frames = Protocol(Side.CLIENT, state=State.OPEN)
+        self.texts: list[str] = []
+
+    def send_text(self, text: str) -> None:
+        self.frames.send_text(text.encode())
+        self._send_pending()
+
+    def _send_pending(self) -> None:
+        data = b"".join(self.frames.data_to_send())
+        if data:
+            self.client.conn.send_data(self.stream_id, data)
+            self.client.flush()
+
+    def _take(self) -> list[str]:
+        """Feed this stream's DATA to the protocol (answering a close), collect texts."""
+        client, mine = self.client, self.stream_id
+        for event in client.events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id == mine:
+                self.frames.receive_data(event.data)
+        client.events = [
+            e
+            for e in client.events
+            if not (isinstance(e, h2.events.DataReceived) and e.stream_id == mine)
+        ]
+        self._send_pending()  # the client's side of a close handshake
+        self.texts.extend(
+            frame.data.decode()
+            for frame in self.frames.events_received()
+            if frame.opcode.name == "TEXT"
+        )
+        return self.texts
+
+    def receive_texts(self, count: int) -> list[str]:
+        """Every text message so far, once there are at least `count`."""
+        self.client.pump(lambda: len(self._take()) >= count)
+        return self.texts
+
+    def wait_ended(self) -> None:
+        """Until the server ends the stream (after its close frame)."""
+        self.client.pump(lambda: self._take() is not None and self.client.ended([self.stream_id]))

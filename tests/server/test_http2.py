@@ -22,7 +22,7 @@ import h2.events
 import httpx
 import pytest
 import trustme
-from tests.h2raw import RawH2
+from tests.h2raw import H2WebSocket, RawH2
 
 APPS = """
 import asyncio, json
@@ -483,13 +483,6 @@ async def app(scope, receive, send):
 """
 
 
-def ws_client_frames():
-    """A websockets client protocol already OPEN: RFC 8441 has no HTTP/1.1 handshake."""
-    from websockets.protocol import Protocol, Side, State  # noqa: PLC0415
-
-    return Protocol(Side.CLIENT, state=State.OPEN)
-
-
 def test_websocket_over_http2(serve):
     host = serve(
         '[listeners.web]\nbind = "127.0.0.1:0"\napp = "w"\n'
@@ -497,70 +490,17 @@ def test_websocket_over_http2(serve):
         WS_APP,
     )
     with raw_h2(host) as client:
-        client.pump(lambda: client.conn.remote_settings.enable_connect_protocol == 1)
-        headers = [
-            (b":method", b"CONNECT"),
-            (b":protocol", b"websocket"),
-            (b":scheme", b"http"),
-            (b":path", b"/chat"),
-            (b":authority", b"x"),
-            (b"sec-websocket-version", b"13"),
-            (b"sec-websocket-protocol", b"chat, other"),
-        ]
-        stream_id = client.conn.get_next_available_stream_id()
-        client.conn.send_headers(stream_id, headers)
-        client.flush()
-
-        def answered():
-            return any(isinstance(e, h2.events.ResponseReceived) for e in client.events)
-
-        client.pump(answered)
-        response = next(e for e in client.events if isinstance(e, h2.events.ResponseReceived))
-        fields = dict(response.headers)
+        ws = H2WebSocket(client, "/chat", extra=[(b"sec-websocket-protocol", b"chat, other")])
+        fields = ws.response
         assert fields[b":status"] == b"200"
         assert fields[b"sec-websocket-protocol"] == b"chat"
         assert b"sec-websocket-accept" not in fields
         assert b"upgrade" not in fields
-        ws = ws_client_frames()
-        received = []
-
-        def send_text(text):
-            ws.send_text(text.encode())
-            client.conn.send_data(stream_id, b"".join(ws.data_to_send()))
-            client.flush()
-
-        def messages():
-            for event in client.events:
-                if isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
-                    ws.receive_data(event.data)
-            client.events = [
-                e
-                for e in client.events
-                if not (isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id)
-            ]
-            reply = b"".join(ws.data_to_send())  # the client's side of the close handshake
-            if reply:
-                client.conn.send_data(stream_id, reply)
-                client.flush()
-            received.extend(
-                frame.data.decode() for frame in ws.events_received() if frame.opcode.name == "TEXT"
-            )
-            return received
-
-        send_text("hello")
-        client.pump(lambda: len(messages()) >= 1)
-        send_text("bye")
-        client.pump(lambda: len(messages()) >= 2)
-        assert received == ["echo:hello", "echo:bye"]
-        client.pump(
-            lambda: (
-                messages() is not None
-                and any(
-                    isinstance(e, h2.events.StreamEnded) and e.stream_id == stream_id
-                    for e in client.events
-                )
-            )
-        )
+        ws.send_text("hello")
+        assert ws.receive_texts(1) == ["echo:hello"]
+        ws.send_text("bye")
+        assert ws.receive_texts(2) == ["echo:hello", "echo:bye"]
+        ws.wait_ended()
         # the connection still serves plain requests
         status, _, body = client.response(client.request("/plain"))
         assert (status, body) == (200, b"plain")

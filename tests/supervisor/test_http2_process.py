@@ -64,6 +64,7 @@ import pytest
 import trustme
 from httpcore._async import http2 as async_http2
 from hyperframe.frame import Frame, GoAwayFrame
+from tests.h2raw import H2WebSocket, RawH2
 
 CONFIG = """
 [host]
@@ -557,6 +558,28 @@ def test_fastapi_at_api_over_h2(start, tls):
     assert invalid.status_code == 422
     assert invalid.json()["detail"][0]["loc"] == ["body", "price"]
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
+def test_websocket_over_h2_from_a_raw_h2_client(start, tls):
+    """RFC 8441 against `uvhost run`: an extended CONNECT on a raw h2 connection (TLS by
+    ALPN, or h2c), text frames echoed by the app's WebSocket side, then a plain request
+    on the same connection."""
+    d = start()
+    sock = socket.create_connection(d.secure if tls else d.web, timeout=TIMEOUT)
+    with contextlib.closing(sock):
+        if tls:
+            sock = d.tls(("h2",)).wrap_socket(sock, server_hostname="localhost")
+            assert sock.selected_alpn_protocol() == "h2"
+        client = RawH2(sock)
+        ws = H2WebSocket(client, "/ws", authority="localhost", scheme="https" if tls else "http")
+        assert ws.response[b":status"] == b"200"
+        for index in range(3):
+            ws.send_text(f"over h2 {index}")
+        assert ws.receive_texts(3) == [f"over h2 {index}" for index in range(3)]
+        status, _, _ = client.response(client.request("/api/items/1", authority="localhost"))
+        assert status == 200
+        sock.close()
 
 
 # ------------------------------------------------------------ draining
