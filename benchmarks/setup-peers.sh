@@ -4,7 +4,9 @@
 # supervisor process, as uvhost always runs), Hypercorn and Granian (the
 # HTTP/2 peers of h2bench.py) in their own virtual environment, and wrk and
 # h2load (Debian's nghttp2-client) and nginx (one worker: the C ceiling of the
-# static-file scenarios, static-peers.json) from the system packages. None of them is
+# static-file scenarios, static-peers.json) from the system packages; Flask for
+# the WSGI scenarios (wsgi-peers.json: Gunicorn and Granian serve the same
+# Flask app as uvhost). None of them is
 # ever a dependency of uvhost. Safe to run again: it installs only what is
 # missing and leaves what is there.
 #   PEERS=/opt/peers benchmarks/setup-peers.sh
@@ -21,7 +23,7 @@ fi
 # Hypercorn speaks h2 through the h2 library it depends on; uvloop is its
 # --worker-class. Granian 2.x: its own Rust HTTP/2, uvloop for --loop.
 "$PEERS/bin/pip" install -q "uvicorn[standard]" uvloop httptools websockets starlette gunicorn \
-    "hypercorn[uvloop]" "granian[uvloop]>=2,<3"
+    "hypercorn[uvloop]" "granian[uvloop]>=2,<3" flask
 echo "peers ready in $PEERS: $("$PEERS/bin/uvicorn" --version)," \
     "hypercorn $("$PEERS/bin/python" -c 'import importlib.metadata as m; print(m.version("hypercorn"))')," \
     "$("$PEERS/bin/granian" --version 2>&1 | tail -n1)," \

@@ -12,7 +12,10 @@ Invariants:
   `receive` or `send` at a time. So the thread waits for the loop's flow
   control (a client that reads slowly blocks the thread, not the loop), and
   the request body is pulled from the connection only when the app reads
-  (back-pressure: at most one body message is in hand at a time).
+  (back-pressure: at most one body message is in hand at a time). The last
+  message of an iterated response is the exception: the thread leaves it in
+  `_Call.last` and the adapter sends it once the thread is done, so a
+  one-piece response costs one hand-off each way, not two.
 - Bounded: at most `threads` requests run and `max_queued` wait per worker;
   one more is answered 503 with Retry-After at once, never queued.
 - `close()` of the app's iterable is called whatever happens: a normal end,
@@ -171,7 +174,14 @@ class WsgiAdapter:
                 self._warn_busy(loop.time())
                 await _answer_busy(send)
                 return
-            await done  # the app's exception, if any, is raised here: the core answers it
+            try:
+                await done  # the app's exception, if any, is raised here: the core answers it
+            except Exception:
+                if call.last:  # complete before the app failed (its close() raised): sent
+                    await call._deliver(call.last)
+                raise
+            if call.last:  # the response's end, held by the thread until it was done
+                await call._deliver(call.last)
         elif kind == "websocket":  # WSGI has no WebSockets: deny the upgrade (403)
             await receive()
             await send({"type": "websocket.close", "code": 1000})
@@ -229,6 +239,7 @@ class _Call:
         self.head_sent = False
         self.sent = 0
         self.ended = False
+        self.last: list[Message] = []  # the response's last messages: sent by the adapter
 
     # -------------------------------------------------------------- to the loop
 
@@ -270,14 +281,14 @@ class _Call:
             chunks = iter(result)  # one iterator: a list would start again on a second iter()
             for chunk in chunks:
                 if chunk:
-                    self._body(_as_bytes(chunk), final=False)
+                    self._body(_as_bytes(chunk), final=False, hold=True)
                     if self.ended:
                         self._refuse_rest(chunks)
                         return
             if self.headers is None:
                 raise RuntimeError("WSGI app returned without calling start_response")
             if not self.ended:
-                self._body(b"", final=True)
+                self._body(b"", final=True, hold=True)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -310,9 +321,15 @@ class _Call:
         if data:
             self._body(_as_bytes(data), final=False)
 
-    def _body(self, data: bytes, *, final: bool) -> None:
+    def _body(self, data: bytes, *, final: bool, hold: bool = False) -> None:
         """Send `data`, the head first if it is still held; a body that reaches its declared
-        length is the last message, so the core can finish the response with it."""
+        length is the last message, so the core can finish the response with it.
+
+        `hold`: the last message of an iterated body is kept in `last` rather than sent
+        from here: the adapter sends it when the thread is done, so a response of one
+        piece costs one loop -> thread -> loop hand-off instead of two (the thread need
+        not wait for the loop to take its last bytes). Not for write(): the app goes on
+        after it returns and PEP 3333 wants the bytes sent by then."""
         if self.ended:
             if data:
                 raise RuntimeError("WSGI app sent more than its Content-Length")
@@ -330,6 +347,9 @@ class _Call:
             final = True
         self.ended = final
         messages.append({"type": "http.response.body", "body": data, "more_body": not final})
+        if final and hold:
+            self.last = messages
+            return
         self._on_loop(self._deliver(messages))
 
     def _refuse_rest(self, chunks: Iterator[bytes]) -> None:
