@@ -333,6 +333,33 @@ class ProxyProtocolSettings(Section):
     )
 
 
+class RequestIdSettings(Section):
+    """Request IDs on one listener: each request carries one id, from a trusted proxy or made
+    here, that the app, the response and the access log all see. Its presence turns it on;
+    a listener without it pays nothing per request."""
+
+    header: HeaderName = Field(
+        "X-Request-ID",
+        description="The request header the id is read from and written to: the app finds "
+        "it among the scope's headers (`HTTP_X_REQUEST_ID` for WSGI apps) and as "
+        '`scope["state"]["request_id"]`, and the response carries it unless the app sets '
+        "that header itself.",
+        examples=["X-Request-ID", "X-Correlation-ID"],
+    )
+    trust: Literal["proxies", "all", "none"] = Field(
+        "proxies",
+        description='Whose incoming id is kept. "proxies": only from a direct peer in this '
+        "listener's `forwarded_allow_ips` (or over a Unix socket), the peers already trusted "
+        'with forwarded headers; "all": from any client; "none": always a fresh id. An id '
+        "not kept, or not 1-200 visible ASCII characters, is replaced by a fresh one, so the "
+        "app never sees a value a client chose.",
+        examples=["proxies"],
+    )
+    response: bool = Field(
+        True, description="Return the id on the response, in the same header.", examples=[True]
+    )
+
+
 class Listener(Section):
     """One listening socket and what it serves: a whole app, or apps by path prefix."""
 
@@ -452,6 +479,11 @@ class Listener(Section):
     )
     tls: TlsSettings | None = Field(
         None, description="Serve HTTPS with these certificates.", examples=[None]
+    )
+    request_id: RequestIdSettings | None = Field(
+        None,
+        description="Give every request an id (see the `request_id` table). Off when left out.",
+        examples=[{"header": "X-Request-ID", "trust": "proxies"}],
     )
     proxy_protocol: ProxyProtocolSettings | None = Field(
         None,

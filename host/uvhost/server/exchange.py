@@ -378,11 +378,15 @@ class Exchange:
 
     def _open_body(self, body: bytes, more: bool) -> bytes:
         """Decide the head with the first body message; the head's bytes, to go first."""
+        context = self.protocol.context
+        headers = self.headers_out
+        if context.request_ids is not None and context.request_ids.response:
+            headers = context.request_ids.response_headers(headers, self.scope)
         framing = wire.build_head(
             self.status,
-            self.headers_out,
-            preamble=self.protocol.context.preamble,
-            defaults=self.protocol.context.defaults,
+            headers,
+            preamble=context.preamble,
+            defaults=context.defaults,
             # A client told to wait for 100 Continue that never got it may still send
             # the body: say the connection closes (http.py closes it).
             keep_alive=self.keep_alive and not (self.expect_continue and not self.body_complete),
