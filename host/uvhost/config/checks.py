@@ -653,6 +653,14 @@ def _check_host_files(config: HostConfig) -> Iterator[Problem]:
             at="key",
             severity="warning",
         )
+    if config.logging.access_fields is not None and config.logging.format != "json":
+        yield Problem(
+            'access_fields has no effect unless format = "json"',
+            'set format = "json", or use access_format for the plain line',
+            ("logging", "access_fields"),
+            at="key",
+            severity="warning",
+        )
 
 
 def _shown(path: Path) -> str:

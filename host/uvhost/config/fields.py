@@ -19,8 +19,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 
+from uvhost.config.errors import did_you_mean
 from uvhost.config.hostnames import HostNameError, site_host
-from uvhost.config.names import REDIRECT_FIELDS
+from uvhost.config.names import ACCESS_LOG_FIELDS, ACCESS_LOG_NUMBERS, REDIRECT_FIELDS
 from uvhost.config.types import (
     BIND_SCHEMA,
     BindAddress,
@@ -433,4 +434,86 @@ RedirectTemplate = Annotated[
     str,
     PlainValidator(parse_redirect_template),
     WithJsonSchema({"type": "string", "pattern": r"^[!-~]+$"}),
+]
+
+
+# ------------------------------------------------------------- access log
+
+
+def parse_access_format(value: object) -> str:
+    """An access-line template such as '{client} "{method} {path}" {status}': placeholders
+    from ACCESS_LOG_FIELDS, with format specs that work on the field's kind; no
+    conversions (`!r`), which would show escaped text differently from the JSON."""
+    if not isinstance(value, str) or not value:
+        raise ConfigValueError(
+            f"expected a template, got {show_value(value)}",
+            "write a line such as '{client} \"{method} {path}\" {status} {duration_ms:.1f}ms'",
+        )
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError as error:
+        raise ConfigValueError(
+            f"{show_value(value)} has an unmatched brace ({error})",
+            "write a literal brace as {{ or }}",
+        ) from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ACCESS_LOG_FIELDS:
+            raise ConfigValueError(
+                f'"{{{field}}}" is not an access log field', did_you_mean(field, ACCESS_LOG_FIELDS)
+            )
+        if conversion:
+            raise ConfigValueError(
+                f'"{{{field}!{conversion}}}": conversions are not supported',
+                f'write "{{{field}}}"; text fields are escaped already',
+            )
+        sample = ACCESS_LOG_NUMBERS.get(field, "text")
+        try:
+            format(sample, spec or "")
+        except (ValueError, TypeError) as error:
+            raise ConfigValueError(
+                f'"{{{field}:{spec}}}" is not a format for this field ({error})',
+                f"{field} is {'a number' if field in ACCESS_LOG_NUMBERS else 'text'}",
+            ) from None
+    return value
+
+
+def parse_access_fields(value: object) -> tuple[str, ...]:
+    """The JSON access line's fields, in order: known names, each once."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigValueError(
+            f"expected a list of field names, got {show_value(value)}",
+            'write a list such as ["client", "method", "path", "status", "duration_ms"]',
+        )
+    seen: set[str] = set()
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or name not in ACCESS_LOG_FIELDS:
+            raise ConfigValueError(
+                f"{show_value(name)} is not an access log field",
+                did_you_mean(str(name), ACCESS_LOG_FIELDS),
+                where=(index,),
+            )
+        if name in seen:
+            raise ConfigValueError(
+                f'"{name}" is listed twice', "list each field once", where=(index,)
+            )
+        seen.add(name)
+    return tuple(value)
+
+
+AccessFormat = Annotated[
+    str, PlainValidator(parse_access_format), WithJsonSchema({"type": "string"})
+]
+AccessFields = Annotated[
+    tuple[str, ...],
+    PlainValidator(parse_access_fields),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"enum": list(ACCESS_LOG_FIELDS)},
+            "uniqueItems": True,
+            "minItems": 1,
+        }
+    ),
 ]

@@ -31,6 +31,8 @@ from pydantic import (
 )
 
 from uvhost.config.fields import (
+    AccessFields,
+    AccessFormat,
     Bind,
     ConfigPath,
     ControlSocket,
@@ -45,7 +47,7 @@ from uvhost.config.fields import (
     SiteHosts,
     Workers,
 )
-from uvhost.config.names import BUILTIN_TARGETS
+from uvhost.config.names import ACCESS_LOG_FIELDS, BUILTIN_TARGETS
 from uvhost.config.types import (
     NAME_PATTERN,
     AppTarget,
@@ -189,6 +191,25 @@ class LoggingSettings(Section):
         examples=["json"],
     )
     access_log: bool = Field(True, description="Log one line per request.", examples=[False])
+    access_format: AccessFormat | None = Field(
+        None,
+        description="The access line's text, with `{field}` placeholders (format specs such "
+        "as `{duration_ms:.1f}` allowed; `{{` for a literal brace). The fields: "
+        + ", ".join(f"`{name}`" for name in ACCESS_LOG_FIELDS)
+        + ". Left out: uvhost's own line, with the request id at the end when there is one. "
+        'With `format = "json"` it is the `message` of each object.',
+        examples=[
+            '{client} "{method} {path} {protocol}" {status} {bytes} {duration_ms:.1f}ms '
+            "rid={request_id}"
+        ],
+    )
+    access_fields: AccessFields | None = Field(
+        None,
+        description='The fields of each access object with `format = "json"`, in this order '
+        "(the same names as `access_format`'s placeholders). Left out: client, method, path, "
+        "protocol, status, bytes, duration_ms, app, listener, and request_id when there is one.",
+        examples=[["client_ip", "method", "path", "status", "duration_ms", "request_id"]],
+    )
     file: ConfigPath | None = Field(
         None,
         description="Also write logs to this file; it is reopened on SIGUSR1 for logrotate.",

@@ -24,22 +24,14 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from uvhost.config.names import DEFAULT_ACCESS_FIELDS
+
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
     from uvhost.config.model import LoggingSettings
 
 
 _INSTALLED: list[logging.Handler] = []
-ACCESS_FIELDS = (
-    "client",
-    "method",
-    "path",
-    "protocol",
-    "status",
-    "bytes",
-    "duration_ms",
-    "app",
-    "listener",
-)
+ACCESS_FIELDS = DEFAULT_ACCESS_FIELDS
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,9 +44,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process if record.process is not None else os.getpid(),
         }
-        for key in ACCESS_FIELDS:
-            if key in record.__dict__:
-                entry[key] = record.__dict__[key]
+        fields = record.__dict__
+        for key in fields.get("access_fields", ACCESS_FIELDS):
+            if key in fields:
+                entry[key] = fields[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
