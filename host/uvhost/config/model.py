@@ -210,6 +210,14 @@ class LoggingSettings(Section):
         "protocol, status, bytes, duration_ms, app, listener, and request_id when there is one.",
         examples=[["client_ip", "method", "path", "status", "duration_ms", "request_id"]],
     )
+    slow_request_threshold: Duration | None = Field(
+        None,
+        description="Log a request that takes this long or longer once, as it ends, as a "
+        'warning on the "uvhost.slow" logger (with its route, app, status, duration and '
+        "request id), and count it in the stats (`slow_requests` in `uvhost status --json`, "
+        "`uvhost_slow_requests_total` in `@metrics`). Off when left out. Applies live.",
+        examples=["2s", "500ms"],
+    )
     file: ConfigPath | None = Field(
         None,
         description="Also write logs to this file; it is reopened on SIGUSR1 for logrotate.",

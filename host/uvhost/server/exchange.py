@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from uvhost.observe.stats import BYTES_IN, RouteStats
 from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
+from uvhost.server.slow_log import log_slow
 
 if TYPE_CHECKING:
     from uvhost.server.context import ListenerContext
@@ -170,7 +171,8 @@ class Exchange:
         """Count how this exchange ended (status 0: without a complete response), once."""
         if not self.counted:
             self.counted = True
-            self.stats.finish(status, self.body_size, self.response_bytes, self.started_at)
+            if self.stats.finish(status, self.body_size, self.response_bytes, self.started_at):
+                log_slow(self, status)  # slow_request_threshold: off, never reached
 
     # ------------------------------------------------ events from the parser
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import ssl
@@ -95,6 +96,7 @@ class Worker:
         for group in self.groups:
             for listener_name in group.listeners:
                 await self._serve_listener(loop, listener_name, served, states, access)
+        self.set_slow_threshold(config.logging.slow_request_threshold)
         self._tick()
 
     def _built_ins(self) -> dict[str, ASGIApp]:
@@ -232,6 +234,15 @@ class Worker:
         access = access_logger(settings)
         for context in self.contexts:
             context.access_log = access
+        self.set_slow_threshold(settings.slow_request_threshold)
+
+    def set_slow_threshold(self, seconds: float | None) -> None:
+        """Live: from how long a request is slow (logged and counted); None: never."""
+        threshold = math.inf if seconds is None else seconds
+        for context in self.contexts:
+            context.unrouted.slow_after = threshold
+            for endpoint in context.router.endpoints:
+                endpoint.stats.slow_after = threshold
 
     def _tick(self) -> None:
         """Twice a second: rebuild the shared Date line, enforce connection timeouts."""
