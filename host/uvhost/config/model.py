@@ -169,6 +169,14 @@ class HostSettings(Section):
         "A recycled worker is replaced with a roll, so no request is dropped.",
         examples=[10000],
     )
+    max_memory: ByteSize | None = Field(
+        None,
+        description="Recycle a worker whose resident memory (RSS, read by the supervisor once "
+        "a second) exceeds this, as `max_requests` does: a replacement starts, and only once "
+        "it is ready does the old worker drain, so no request is dropped. Off when left out. "
+        "Applies live, without a restart.",
+        examples=["512MiB", "2GiB"],
+    )
     max_requests_jitter: int = Field(
         0,
         ge=0,
