@@ -15,10 +15,11 @@ import ipaddress
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 
+from uvhost.config.dict_config import parse_dict_config
 from uvhost.config.errors import did_you_mean
 from uvhost.config.hostnames import HostNameError, site_host
 from uvhost.config.names import ACCESS_LOG_FIELDS, ACCESS_LOG_NUMBERS, REDIRECT_FIELDS
@@ -514,6 +515,18 @@ AccessFields = Annotated[
             "items": {"enum": list(ACCESS_LOG_FIELDS)},
             "uniqueItems": True,
             "minItems": 1,
+        }
+    ),
+]
+
+DictConfig = Annotated[
+    dict[str, Any],
+    PlainValidator(parse_dict_config),
+    WithJsonSchema(
+        {
+            "type": ["object", "string"],
+            "description": "A logging.config.dictConfig table (version = 1), or the name of a "
+            ".json, .toml or .yaml file holding one.",
         }
     ),
 ]

@@ -36,6 +36,7 @@ from uvhost.config.fields import (
     Bind,
     ConfigPath,
     ControlSocket,
+    DictConfig,
     EnvName,
     EnvValue,
     HeaderName,
@@ -230,6 +231,24 @@ class LoggingSettings(Section):
         None,
         description="Also write logs to this file; it is reopened on SIGUSR1 for logrotate.",
         examples=["/var/log/uvhost.log"],
+    )
+    dict_config: DictConfig | None = Field(
+        None,
+        description="A `logging.config.dictConfig` (version 1) applied in the supervisor and in "
+        "every worker, and again on each reload: inline as a table, or the name of a JSON, "
+        "TOML or YAML file (YAML needs PyYAML installed) that is watched like this file. It is "
+        "checked with positions like every other key. With a `root` entry it owns the output "
+        "(`format` and `file` are then not used); without one it adds handlers and loggers "
+        "beside uvhost's own. `level`, `loggers` and `access_log` are applied after it; a "
+        "missing `disable_existing_loggers` means false here. See the operate how-to.",
+        examples=[
+            "logging.yaml",
+            {
+                "version": 1,
+                "handlers": {"app": {"class": "logging.FileHandler", "filename": "app.log"}},
+                "loggers": {"myapp": {"handlers": ["app"], "level": "DEBUG"}},
+            },
+        ],
     )
     loggers: dict[str, LogLevel] = Field(
         default_factory=dict,
