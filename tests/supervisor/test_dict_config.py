@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 CONFIG = """
 [host]
 graceful_timeout = "5s"
@@ -36,9 +38,10 @@ def schema(tag: str, log: str) -> dict[str, object]:
     }
 
 
-def test_a_dict_config_file_is_used_by_every_worker_and_applied_live(
-    tmp_path, launch, listener, kit
-):
+@pytest.fixture
+def started(tmp_path, launch, listener, kit):
+    """A host of 2 workers whose logging.json routes access lines to access.log, tagged v1:
+    (host, its address, the dictConfig file, the access log)."""
     sock = listener()
     kit.write_apps(tmp_path)
     log = tmp_path / "access.log"
@@ -48,7 +51,11 @@ def test_a_dict_config_file_is_used_by_every_worker_and_applied_live(
     config.write_text(CONFIG.format(fd=sock.fileno()), encoding="utf-8")
     host = launch(config, pass_fds=(sock.fileno(),))
     host.wait_for("ready: 1 group(s), 2 worker(s)")  # uvhost's own handler still writes
-    address = ("127.0.0.1", kit.port_of(sock))
+    return host, ("127.0.0.1", kit.port_of(sock)), logging_file, log
+
+
+def test_a_dict_config_file_is_used_by_every_worker_and_applied_live(started, kit):
+    host, address, logging_file, log = started
     workers = host.wait_workers(2)
 
     def lines_by(tag: str) -> set[int]:
@@ -71,19 +78,8 @@ def test_a_dict_config_file_is_used_by_every_worker_and_applied_live(
     assert host.workers() == workers  # live: no roll
 
 
-def test_a_broken_dict_config_edit_is_rejected_and_the_old_one_stays(
-    tmp_path, launch, listener, kit
-):
-    sock = listener()
-    kit.write_apps(tmp_path)
-    log = tmp_path / "access.log"
-    logging_file = tmp_path / "logging.json"
-    logging_file.write_text(json.dumps(schema("v1", str(log))), encoding="utf-8")
-    config = tmp_path / "uvhost.toml"
-    config.write_text(CONFIG.format(fd=sock.fileno()), encoding="utf-8")
-    host = launch(config, pass_fds=(sock.fileno(),))
-    host.wait_for("ready:")
-    address = ("127.0.0.1", kit.port_of(sock))
+def test_a_broken_dict_config_edit_is_rejected_and_the_old_one_stays(started, kit):
+    host, address, logging_file, log = started
     mark = host.mark()
     broken = schema("v2", str(log))
     broken["loggers"] = {"uvhost.access": {"handlers": ["acess_file"]}}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from uvhost.observe.status import rss_bytes
 
 CONFIG = """
@@ -27,14 +29,24 @@ target = "apps:main"
 """
 
 
-def test_a_worker_over_max_memory_is_replaced_and_no_request_fails(tmp_path, launch, listener, kit):
+@pytest.fixture
+def started(tmp_path, launch, listener, kit):
+    """One worker, no max_memory yet: (host, its address, config path, render(max_memory))."""
     sock = listener()
     kit.write_apps(tmp_path)
     config = tmp_path / "uvhost.toml"
-    config.write_text(CONFIG.format(fd=sock.fileno(), max_memory=""), encoding="utf-8")
+
+    def render(max_memory: str = "") -> str:
+        return CONFIG.format(fd=sock.fileno(), max_memory=max_memory)
+
+    config.write_text(render(), encoding="utf-8")
     host = launch(config, pass_fds=(sock.fileno(),))
     host.wait_for("ready: 1 group(s), 1 worker(s)")
-    address = ("127.0.0.1", kit.port_of(sock))
+    return host, ("127.0.0.1", kit.port_of(sock)), config, render
+
+
+def test_a_worker_over_max_memory_is_replaced_and_no_request_fails(started, kit):
+    host, address, config, render = started
     first = kit.who(address)["pid"]
     baseline = rss_bytes(first)
     assert baseline is not None
@@ -42,7 +54,7 @@ def test_a_worker_over_max_memory_is_replaced_and_no_request_fails(tmp_path, lau
     # a limit 48 MiB above what the worker holds now: set live, no roll
     mark = host.mark()
     limit = (baseline >> 20) + 48
-    kit.save(config, CONFIG.format(fd=sock.fileno(), max_memory=f'max_memory = "{limit}MiB"'))
+    kit.save(config, render(f'max_memory = "{limit}MiB"'))
     assert "host.max_memory" in host.wait_applied(mark)
     assert host.workers() == {first}
     for _ in range(5):
@@ -69,14 +81,8 @@ def test_a_worker_over_max_memory_is_replaced_and_no_request_fails(tmp_path, lau
     host.wait_workers(1, excluding={first})  # the old one drained and exited
 
 
-def test_without_max_memory_a_large_worker_stays(tmp_path, launch, listener, kit):
-    sock = listener()
-    kit.write_apps(tmp_path)
-    config = tmp_path / "uvhost.toml"
-    config.write_text(CONFIG.format(fd=sock.fileno(), max_memory=""), encoding="utf-8")
-    host = launch(config, pass_fds=(sock.fileno(),))
-    host.wait_for("ready:")
-    address = ("127.0.0.1", kit.port_of(sock))
+def test_without_max_memory_a_large_worker_stays(started, kit):
+    host, address, _, _ = started
     first = kit.who(address, "/grow?mb=64")["pid"]
     time.sleep(2.5)  # a few of the supervisor's once-a-second looks
     for _ in range(3):

@@ -398,6 +398,20 @@ SiteHosts = Annotated[
 # ---------------------------------------------------------------- redirects
 
 
+def template_parts(
+    value: str, hint: str = ""
+) -> list[tuple[str, str | None, str | None, str | None]]:
+    """`string.Formatter().parse` of a template from the file; an unmatched brace is a
+    ConfigValueError (`hint` goes before the advice on literal braces)."""
+    try:
+        return list(string.Formatter().parse(value))
+    except ValueError as error:
+        raise ConfigValueError(
+            f"{show_value(value)} has an unmatched brace ({error})",
+            f"{hint}write a literal brace as {{{{ or }}}}",
+        ) from None
+
+
 def parse_redirect_template(value: object) -> str:
     """A redirect target such as "https://{host}{uri}": placeholders from REDIRECT_FIELDS
     only, no format specs, no characters a Location header cannot carry."""
@@ -412,13 +426,7 @@ def parse_redirect_template(value: object) -> str:
             "a redirect target has spaces, control or non-ASCII characters",
             "percent-encode them (a Location header is visible ASCII)",
         )
-    try:
-        parsed = list(string.Formatter().parse(value))
-    except ValueError as error:
-        raise ConfigValueError(
-            f"{show_value(value)} has an unmatched brace ({error})",
-            f"placeholders are {known}; write a literal brace as {{{{ or }}}}",
-        ) from None
+    parsed = template_parts(value, f"placeholders are {known}; ")
     for _, field, spec, conversion in parsed:
         if field is None:
             continue
@@ -450,13 +458,7 @@ def parse_access_format(value: object) -> str:
             f"expected a template, got {show_value(value)}",
             "write a line such as '{client} \"{method} {path}\" {status} {duration_ms:.1f}ms'",
         )
-    try:
-        parsed = list(string.Formatter().parse(value))
-    except ValueError as error:
-        raise ConfigValueError(
-            f"{show_value(value)} has an unmatched brace ({error})",
-            "write a literal brace as {{ or }}",
-        ) from None
+    parsed = template_parts(value)
     for _, field, spec, conversion in parsed:
         if field is None:
             continue
