@@ -114,25 +114,52 @@ class RouteStats:
     def __init__(self) -> None:
         self.counts = [0] * SAMPLE_SIZE
         self.slow_after = math.inf
-        """Seconds from which a request is slow (the worker sets it from the config)."""
+        """Seconds from which a request is slow (`watch_slow` sets it from the config)."""
 
     def finish(self, status: int, bytes_in: int, bytes_out: int, started_at: float) -> bool:
         """One request ended; `status` 0 when no response went out (100-599 otherwise).
-        True when it was slow: counted here, logged once by the caller."""
+        True when it was slow (never here: see `SlowWatchedRouteStats`)."""
         counts = self.counts
         counts[STATUS_BASE + status // 100] += 1
         if bytes_in:  # most requests have no body: a compare is cheaper than a big-int add
             counts[BYTES_IN] += bytes_in
         counts[BYTES_OUT] += bytes_out
+        counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS, clock() - started_at)] += 1
+        return False
+
+    def sample(self) -> Sample:
+        return tuple(self.counts)
+
+
+class SlowWatchedRouteStats(RouteStats):
+    """A `RouteStats` while `[logging] slow_request_threshold` is set: `finish` also counts
+    the requests at or past `slow_after` and says so, for the caller to log.
+
+    `watch_slow` switches a live object's class (the same slots, so the counts stay
+    where they are): without a threshold, the request path does not pay for the
+    compare at all.
+    """
+
+    __slots__ = ()
+
+    def finish(self, status: int, bytes_in: int, bytes_out: int, started_at: float) -> bool:
+        counts = self.counts
+        counts[STATUS_BASE + status // 100] += 1
+        if bytes_in:
+            counts[BYTES_IN] += bytes_in
+        counts[BYTES_OUT] += bytes_out
         elapsed = clock() - started_at
         counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS, elapsed)] += 1
-        if elapsed < self.slow_after:  # off: infinity, never reached
+        if elapsed < self.slow_after:
             return False
         counts[SLOW_REQUESTS] += 1
         return True
 
-    def sample(self) -> Sample:
-        return tuple(self.counts)
+
+def watch_slow(route: RouteStats, seconds: float | None) -> None:
+    """Judge `route`'s requests against a threshold from now on (None: stop judging)."""
+    route.__class__ = RouteStats if seconds is None else SlowWatchedRouteStats
+    route.slow_after = math.inf if seconds is None else seconds
 
 
 clock = time.perf_counter

@@ -381,12 +381,11 @@ class Exchange:
     def _open_body(self, body: bytes, more: bool) -> bytes:
         """Decide the head with the first body message; the head's bytes, to go first."""
         context = self.protocol.context
-        headers = self.headers_out
         if context.request_ids is not None and context.request_ids.response:
-            headers = context.request_ids.response_headers(headers, self.scope)
+            self.headers_out = context.request_ids.response_headers(self.headers_out, self.scope)
         framing = wire.build_head(
             self.status,
-            headers,
+            self.headers_out,
             preamble=context.preamble,
             defaults=context.defaults,
             # A client told to wait for 100 Continue that never got it may still send

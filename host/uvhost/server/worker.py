@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
 import ssl
@@ -238,11 +237,10 @@ class Worker:
 
     def set_slow_threshold(self, seconds: float | None) -> None:
         """Live: from how long a request is slow (logged and counted); None: never."""
-        threshold = math.inf if seconds is None else seconds
         for context in self.contexts:
-            context.unrouted.slow_after = threshold
+            stats.watch_slow(context.unrouted, seconds)
             for endpoint in context.router.endpoints:
-                endpoint.stats.slow_after = threshold
+                stats.watch_slow(endpoint.stats, seconds)
 
     def _tick(self) -> None:
         """Twice a second: rebuild the shared Date line, enforce connection timeouts."""
