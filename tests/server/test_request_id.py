@@ -30,6 +30,11 @@ async def own_header(scope, receive, send):
                 "headers": [(b"X-Request-ID", b"the-app-says")]})
     await send({"type": "http.response.body", "body": b""})
 
+async def generated_headers(scope, receive, send):
+    headers = ((b"x-kind", v) for v in [b"generated"])  # any iterable of pairs, once
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
 def wsgi_app(environ, start_response):
     start_response("200 OK", [("content-type", "text/plain")])
     return [environ.get("HTTP_X_REQUEST_ID", "none").encode()]
@@ -41,7 +46,7 @@ def config(trust: str, extra: str = "", *, table: bool = True) -> str:
     return f"""
 [listeners.front]
 bind = "127.0.0.1:0"
-routes = {{ "/" = "main", "/own" = "own", "/wsgi" = "legacy" }}
+routes = {{ "/" = "main", "/own" = "own", "/wsgi" = "legacy", "/gen" = "gen" }}
 forwarded_allow_ips = ["127.0.0.1"]
 
 {request_id}
@@ -52,6 +57,10 @@ lifespan = "on"
 
 [apps.own]
 target = "apps:own_header"
+lifespan = "off"
+
+[apps.gen]
+target = "apps:generated_headers"
 lifespan = "off"
 
 [apps.legacy]
@@ -141,3 +150,11 @@ def test_without_the_table_nothing_is_added(serve):
     response = host.request("GET", "/", headers={"X-Request-ID": "kept-as-is"})
     assert "x-request-id" not in response.headers
     assert response.json() == {"headers": ["kept-as-is"], "state": {"shared": "yes"}}
+
+
+def test_headers_from_an_iterable_are_all_sent_beside_the_id(serve):
+    host = serve(config("all"), APPS)
+    response = host.request("GET", "/gen", headers={"X-Request-ID": "g-1"})
+    assert response.headers["x-kind"] == "generated"
+    assert response.headers["x-request-id"] == "g-1"
+    assert response.text == "ok"

@@ -32,6 +32,11 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\\u2028\u2029\u202a-\u202e\u2066-\u2
 
 
 def escape(text: str) -> str:
+    """`text` safe for one log line. Printable ASCII without quotes or backslashes (nearly
+    every path and id) is returned as it is, without running the regex (~3k instructions
+    per field on 3.11): nothing in it could match."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text
     return _UNSAFE.sub(_escaped, text)
 
 

@@ -381,12 +381,15 @@ class Exchange:
     def _open_body(self, body: bytes, more: bool) -> bytes:
         """Decide the head with the first body message; the head's bytes, to go first."""
         context = self.protocol.context
+        preamble = context.preamble
         if context.request_ids is not None and context.request_ids.response:
-            self.headers_out = context.request_ids.response_headers(self.headers_out, self.scope)
+            preamble, self.headers_out = context.request_ids.response_head(
+                preamble, self.headers_out, self.scope
+            )
         framing = wire.build_head(
             self.status,
             self.headers_out,
-            preamble=context.preamble,
+            preamble=preamble,
             defaults=context.defaults,
             # A client told to wait for 100 Continue that never got it may still send
             # the body: say the connection closes (http.py closes it).

@@ -11,7 +11,7 @@ Invariants:
 - Trust is the direct peer's, judged before any forwarded header is read:
   the same rule and the same `forwarded_allow_ips` as proxy headers (a
   Unix-socket peer is trusted, see proxy.py).
-- A fresh id is a per-process random prefix and a counter: unique across
+- A fresh id is a per-listener random prefix and a counter: unique across
   workers and hosts with overwhelming odds, and costing no system call per
   request (uuid4 reads the kernel's random pool on every call).
 - The id is put into the request's own `scope["state"]` (a fresh shallow copy
@@ -21,7 +21,6 @@ Invariants:
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from uvhost.server.proxy import TrustedProxies
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from ipaddress import IPv4Network, IPv6Network
 
     from uvhost.config.model import RequestIdSettings
@@ -44,7 +43,7 @@ _ACCEPTABLE = re.compile(rb"[\x21-\x7e]{1,200}")
 class RequestIds:
     """One listener's request-id rule: which header, whose ids are kept, the next fresh id."""
 
-    __slots__ = ("_counter", "_prefix", "header", "proxies", "response", "trust_all")
+    __slots__ = ("_count", "_prefix", "header", "line_start", "proxies", "response", "trust_all")
 
     def __init__(
         self,
@@ -52,50 +51,70 @@ class RequestIds:
         forwarded_allow_ips: Sequence[IPv4Network | IPv6Network],
     ) -> None:
         self.header = settings.header.lower().encode("latin-1")
+        self.line_start = settings.header.encode("latin-1") + b": "
         self.response = settings.response
         self.trust_all = settings.trust == "all"
         self.proxies = TrustedProxies(forwarded_allow_ips) if settings.trust == "proxies" else None
         self._prefix = os.urandom(8).hex()
-        self._counter: Iterator[int] = itertools.count(1)
-
-    def fresh(self) -> str:
-        return f"{self._prefix}{next(self._counter):08x}"
+        self._count = 0
 
     def stamp(self, scope: Scope, peer: tuple[str, int] | None) -> str:
         """Give the request its id: in the scope's headers and `state`; returns it.
 
         `peer` is the direct peer (before proxy headers), whose trust decides
-        whether an incoming id is kept.
+        whether an incoming id is kept. Plain loops and %-formatting: this runs
+        once per request on a listener with request IDs (counted by callgrind).
         """
         name = self.header
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        incoming = [value for key, value in headers if key == name]
         request_id: str | None = None
-        if incoming:
-            trusted = self.trust_all or (
-                self.proxies is not None and self.proxies.trusts(peer[0] if peer else None)
-            )
-            value = incoming[0]
-            if trusted and len(incoming) == 1 and _ACCEPTABLE.fullmatch(value):
-                request_id = value.decode("ascii")
-            else:
-                headers[:] = [(key, value) for key, value in headers if key != name]
+        for key, _ in headers:
+            if key == name:
+                request_id = self._incoming(headers, peer)
+                break
         if request_id is None:
-            request_id = self.fresh()
+            self._count += 1
+            request_id = "%s%08x" % (self._prefix, self._count)  # noqa: UP031 (cheaper)
             headers.append((name, request_id.encode("ascii")))
         scope["state"][STATE_KEY] = request_id
         return request_id
 
-    def response_headers(self, headers: Any, scope: Scope) -> Any:
-        """The app's response headers (ASGI: an iterable of pairs) with the request's id
-        added, unless the app set that header itself or took the id out of its state."""
+    def _incoming(
+        self, headers: list[tuple[bytes, bytes]], peer: tuple[str, int] | None
+    ) -> str | None:
+        """The incoming id if it is kept; else None, its values taken out of `headers`."""
         name = self.header
-        listed = list(headers)
-        request_id = request_id_of(scope)
-        if request_id is None or any(key.lower() == name for key, _ in listed):
-            return listed
-        listed.append((name, request_id.encode("latin-1")))
-        return listed
+        incoming = [value for key, value in headers if key == name]
+        trusted = self.trust_all or (
+            self.proxies is not None and self.proxies.trusts(peer[0] if peer else None)
+        )
+        if trusted and len(incoming) == 1 and _ACCEPTABLE.fullmatch(incoming[0]):
+            return incoming[0].decode("ascii")
+        headers[:] = [(key, value) for key, value in headers if key != name]
+        return None
+
+    def response_head(self, preamble: bytes, headers: Any, scope: Scope) -> tuple[bytes, Any]:
+        """The response's preamble with the id's header line after the Server/Date lines,
+        unless the app set that header itself or took the id out of its state; and the
+        app's headers (ASGI: any iterable of pairs), as a list if it had to look at them.
+
+        The line joins the preamble rather than the app's headers: its value changes with
+        every response, so it must not go through (and churn) the checked-line cache of
+        `wire.header_line`. It needs no check: the name was checked with the config, and
+        an id is our hex or a kept one of visible ASCII (`_ACCEPTABLE`).
+        """
+        request_id = scope["state"].get(STATE_KEY)
+        if request_id is None:
+            return preamble, headers
+        if headers.__class__ is not list and headers.__class__ is not tuple:
+            headers = list(headers)
+        name = self.header
+        for key, _ in headers:
+            if key.lower() == name:
+                return preamble, headers
+        if not _ACCEPTABLE.fullmatch(value := request_id.encode("latin-1", "replace")):
+            return preamble, headers  # the app put something unsendable there
+        return preamble + self.line_start + value + b"\r\n", headers
 
 
 def request_id_of(scope: Scope) -> str | None:
