@@ -151,6 +151,10 @@ def serve(
     if result.config is None:
         raise SystemExit("\n".join(str(d) for d in result.diagnostics))
     plan = result.plan(cpu_count=1)
+    if plan.config.logging.access_log:  # the access log as `uvhost run` sets it up and writes it
+        from uvhost.observe.logs import configure  # noqa: PLC0415
+
+        configure(plan.config.logging)
     sockets = bind_all(plan.config.listeners.items())
     worker = Worker(plan, plan.groups, sockets.by_name())
     loop = uvloop.new_event_loop()

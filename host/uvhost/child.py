@@ -144,7 +144,7 @@ async def _listen(
             return
         if isinstance(message, ipc.ApplyLogging):
             configure(message.settings)
-            worker.switch_access_log(message.settings.access_log)
+            worker.switch_access_log(message.settings)
         elif isinstance(message, ipc.ReloadCertificates):
             worker.reload_certificates(message.listeners)
         elif isinstance(message, ipc.MetricsReply):

@@ -203,7 +203,10 @@ def test_unknown_key_in_an_apps_websocket_table() -> None:
 
 def test_unknown_key_far_from_any_lists_the_sections_fields() -> None:
     problem = one(problems_for(logging={"zzz": 1}), ("logging", "zzz"))
-    assert problem.hint == "expected one of: access_log, file, format, level, loggers"
+    assert problem.hint == (
+        "expected one of: access_fields, access_format, access_log, dict_config, file, format,"
+        " level, loggers, slow_request_threshold"
+    )
 
 
 def test_unknown_top_level_section() -> None:

@@ -155,8 +155,12 @@ def is_duration(info: FieldInfo) -> bool:
 
 
 # Durations that are off unless set: probes that find dead peers, not limits on a client;
-# a wait before a stop's drain, which only lengthens a stop.
-OFF_BY_DEFAULT = {("Http2Settings", "ping_interval"), ("HostSettings", "drain_delay")}
+# a wait before a stop's drain, which only lengthens a stop; a threshold for a log line.
+OFF_BY_DEFAULT = {
+    ("Http2Settings", "ping_interval"),
+    ("HostSettings", "drain_delay"),
+    ("LoggingSettings", "slow_request_threshold"),
+}
 
 
 def test_every_timeout_default_is_bounded() -> None:

@@ -26,6 +26,7 @@ def counts(
     bytes_out=0,
     ws_open=0,
     ws=0,
+    slow=0,
     latency=(),
 ):
     """A worker's sample for one route, built through the real RouteStats; `h2` of the
@@ -37,6 +38,7 @@ def counts(
     counted[stats.STATUS_BASE : stats.STATUS_BASE + 6] = statuses
     counted[stats.BYTES_IN], counted[stats.BYTES_OUT] = bytes_in, bytes_out
     counted[stats.WEBSOCKETS_OPEN], counted[stats.WEBSOCKETS] = ws_open, ws
+    counted[stats.SLOW_REQUESTS] = slow
     for index, count in latency:
         counted[stats.LATENCY_BASE + index] += count
     return route.sample()
@@ -65,7 +67,11 @@ def book():
         102,
         {
             ("public", "site"): counts(
-                requests=5, statuses=(0, 0, 4, 0, 0, 1), bytes_out=700, latency=((4, 5),)
+                requests=5,
+                statuses=(0, 0, 4, 0, 0, 1),
+                bytes_out=700,
+                slow=2,
+                latency=((4, 5),),
             ),
             ("admin", ODD): counts(requests=1, h2=1, statuses=(0, 1, 0, 0, 0, 0), ws_open=1, ws=1),
         },
@@ -144,6 +150,11 @@ def test_counters_match_the_book_exactly(book):
         route("public", "site"): 0,  # ...but they are no longer open
         route("public", "@none"): 0,
         route("admin", ODD): 1,
+    }
+    assert values(families["uvhost_slow_requests"]) == {
+        route("public", "site"): 2,
+        route("public", "@none"): 0,
+        route("admin", ODD): 0,
     }
     assert values(families["uvhost_connections_open"]) == {
         (("listener", "admin"),): 1,

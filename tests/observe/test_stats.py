@@ -109,7 +109,7 @@ def test_finish_adds_bytes_and_does_not_count_the_request(clock):
     route.finish(0, 7, 0, 0.0)
     assert statuses(route) == [1, 0, 1, 0, 1, 0]
     sample = route.sample()
-    assert sample[: stats.LATENCY_BASE] == (3, 1, 0, 1, 0, 1, 0, 17, 209, 0, 0, 0, 0)
+    assert sample[: stats.LATENCY_BASE] == (3, 1, 0, 1, 0, 1, 0, 17, 209, 0, 0, 0, 0, 0)
     assert sum(stats.latency_buckets(sample)) == 3
 
 

@@ -119,3 +119,12 @@ def test_json_access_line_parses_with_every_field(access_record):
 )
 def test_escape(raw, shown):
     assert escape(raw) == shown
+
+
+def test_the_fast_path_of_escape_is_the_regex_for_every_character():
+    """escape returns printable ASCII untouched without the regex: the same answer."""
+    from uvhost.server.access_log import _UNSAFE, _escaped  # noqa: PLC0415
+
+    for code in range(0x3000):
+        text = f"/a{chr(code)}b"
+        assert escape(text) == _UNSAFE.sub(_escaped, text), hex(code)

@@ -169,6 +169,7 @@ def expect(
     ws=0,
     h2=0,
     proxy_rejected=0,
+    slow=0,
 ):
     """The counters a key should have; `timed` is every request ended."""
     return {
@@ -185,6 +186,7 @@ def expect(
         "websockets": ws,
         "requests_h2": h2,
         "proxy_rejected": proxy_rejected,
+        "slow_requests": slow,
         "timed": none + s1 + s2 + s3 + s4 + s5,
     }
 

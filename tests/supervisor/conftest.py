@@ -108,6 +108,9 @@ async def _echo(receive, send):
         await send({"type": "websocket.send", "text": message.get("text") or ""})
 
 
+_HOARD = []
+
+
 def make(name):
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -116,6 +119,9 @@ def make(name):
             return await _echo(receive, send)
         while (await receive()).get("more_body"):
             pass
+        if scope["path"].endswith("/grow"):  # hold N MiB, written so they are resident
+            query = parse_qs(scope["query_string"].decode())
+            _HOARD.append(b"x" * (int(query.get("mb", ["64"])[0]) << 20))
         if scope["path"].endswith("/slow"):
             query = parse_qs(scope["query_string"].decode())
             await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -226,3 +226,17 @@ def test_a_worker_replaced_after_a_live_change_starts_with_it(two_groups, kit):
     )
     assert served["pid"] in fresh
     assert served["level"] == 30  # warning, as the file says now; not the info it began with
+
+
+def test_the_access_line_layout_changes_live(two_groups, kit):
+    host = two_groups
+    before = host.wait_workers(3)
+    mark = host.mark()
+    layout = 'true\naccess_format = "layout-2 {status} {route} {app} {method}"'
+    kit.save(host.config, host.render(access_log=layout))
+    assert "logging.access_format" in host.wait_applied(mark)
+    kit.who(host.web, "/after")
+    kit.who(host.api, "/after")
+    host.wait_for("layout-2 200 / main GET", since=mark)
+    host.wait_for("layout-2 200 / other GET", since=mark)
+    assert host.workers() == before  # live: no roll

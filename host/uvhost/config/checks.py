@@ -25,6 +25,7 @@ from uvhost.config.model import (
     AppSettings,
     HostConfig,
     Listener,
+    LoggingSettings,
     SiteTlsSettings,
     TlsSettings,
 )
@@ -650,6 +651,36 @@ def _check_host_files(config: HostConfig) -> Iterator[Problem]:
             "max_requests_jitter has no effect while max_requests is 0",
             "set max_requests too, or remove max_requests_jitter",
             ("host", "max_requests_jitter"),
+            at="key",
+            severity="warning",
+        )
+    yield from _check_dict_config(config.logging)
+    if config.logging.access_fields is not None and config.logging.format != "json":
+        yield Problem(
+            'access_fields has no effect unless format = "json"',
+            'set format = "json", or use access_format for the plain line',
+            ("logging", "access_fields"),
+            at="key",
+            severity="warning",
+        )
+
+
+def _check_dict_config(settings: LoggingSettings) -> Iterator[Problem]:
+    """Keys of [logging] that a dictConfig with a `root` entry makes idle, said once each."""
+    schema = settings.dict_config
+    root = schema.get("root") if schema is not None else None
+    if not isinstance(root, dict):
+        return
+    written = settings.model_fields_set
+    idle: list[str] = [key for key in ("format", "file") if key in written]
+    if "level" in written and "level" in root:
+        idle.append("level")
+    for key in idle:
+        yield Problem(
+            f"{key} has no effect: dict_config's root entry sets "
+            + ("the root level" if key == "level" else "where logs go and how they look"),
+            f"remove {key}, or the root entry of dict_config",
+            ("logging", key),
             at="key",
             severity="warning",
         )

@@ -35,6 +35,7 @@ SUPERVISOR_KEYS = frozenset(
         "watch",
         "control_socket",
         "pid_file",
+        "max_memory",
     }
 )
 

@@ -15,12 +15,14 @@ import ipaddress
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 
+from uvhost.config.dict_config import parse_dict_config
+from uvhost.config.errors import did_you_mean
 from uvhost.config.hostnames import HostNameError, site_host
-from uvhost.config.names import REDIRECT_FIELDS
+from uvhost.config.names import ACCESS_LOG_FIELDS, ACCESS_LOG_NUMBERS, REDIRECT_FIELDS
 from uvhost.config.types import (
     BIND_SCHEMA,
     BindAddress,
@@ -396,6 +398,20 @@ SiteHosts = Annotated[
 # ---------------------------------------------------------------- redirects
 
 
+def template_parts(
+    value: str, hint: str = ""
+) -> list[tuple[str, str | None, str | None, str | None]]:
+    """`string.Formatter().parse` of a template from the file; an unmatched brace is a
+    ConfigValueError (`hint` goes before the advice on literal braces)."""
+    try:
+        return list(string.Formatter().parse(value))
+    except ValueError as error:
+        raise ConfigValueError(
+            f"{show_value(value)} has an unmatched brace ({error})",
+            f"{hint}write a literal brace as {{{{ or }}}}",
+        ) from None
+
+
 def parse_redirect_template(value: object) -> str:
     """A redirect target such as "https://{host}{uri}": placeholders from REDIRECT_FIELDS
     only, no format specs, no characters a Location header cannot carry."""
@@ -410,13 +426,7 @@ def parse_redirect_template(value: object) -> str:
             "a redirect target has spaces, control or non-ASCII characters",
             "percent-encode them (a Location header is visible ASCII)",
         )
-    try:
-        parsed = list(string.Formatter().parse(value))
-    except ValueError as error:
-        raise ConfigValueError(
-            f"{show_value(value)} has an unmatched brace ({error})",
-            f"placeholders are {known}; write a literal brace as {{{{ or }}}}",
-        ) from None
+    parsed = template_parts(value, f"placeholders are {known}; ")
     for _, field, spec, conversion in parsed:
         if field is None:
             continue
@@ -433,4 +443,92 @@ RedirectTemplate = Annotated[
     str,
     PlainValidator(parse_redirect_template),
     WithJsonSchema({"type": "string", "pattern": r"^[!-~]+$"}),
+]
+
+
+# ------------------------------------------------------------- access log
+
+
+def parse_access_format(value: object) -> str:
+    """An access-line template such as '{client} "{method} {path}" {status}': placeholders
+    from ACCESS_LOG_FIELDS, with format specs that work on the field's kind; no
+    conversions (`!r`), which would show escaped text differently from the JSON."""
+    if not isinstance(value, str) or not value:
+        raise ConfigValueError(
+            f"expected a template, got {show_value(value)}",
+            "write a line such as '{client} \"{method} {path}\" {status} {duration_ms:.1f}ms'",
+        )
+    parsed = template_parts(value)
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ACCESS_LOG_FIELDS:
+            raise ConfigValueError(
+                f'"{{{field}}}" is not an access log field', did_you_mean(field, ACCESS_LOG_FIELDS)
+            )
+        if conversion:
+            raise ConfigValueError(
+                f'"{{{field}!{conversion}}}": conversions are not supported',
+                f'write "{{{field}}}"; text fields are escaped already',
+            )
+        sample = ACCESS_LOG_NUMBERS.get(field, "text")
+        try:
+            format(sample, spec or "")
+        except (ValueError, TypeError) as error:
+            raise ConfigValueError(
+                f'"{{{field}:{spec}}}" is not a format for this field ({error})',
+                f"{field} is {'a number' if field in ACCESS_LOG_NUMBERS else 'text'}",
+            ) from None
+    return value
+
+
+def parse_access_fields(value: object) -> tuple[str, ...]:
+    """The JSON access line's fields, in order: known names, each once."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigValueError(
+            f"expected a list of field names, got {show_value(value)}",
+            'write a list such as ["client", "method", "path", "status", "duration_ms"]',
+        )
+    seen: set[str] = set()
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or name not in ACCESS_LOG_FIELDS:
+            raise ConfigValueError(
+                f"{show_value(name)} is not an access log field",
+                did_you_mean(str(name), ACCESS_LOG_FIELDS),
+                where=(index,),
+            )
+        if name in seen:
+            raise ConfigValueError(
+                f'"{name}" is listed twice', "list each field once", where=(index,)
+            )
+        seen.add(name)
+    return tuple(value)
+
+
+AccessFormat = Annotated[
+    str, PlainValidator(parse_access_format), WithJsonSchema({"type": "string"})
+]
+AccessFields = Annotated[
+    tuple[str, ...],
+    PlainValidator(parse_access_fields),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"enum": list(ACCESS_LOG_FIELDS)},
+            "uniqueItems": True,
+            "minItems": 1,
+        }
+    ),
+]
+
+DictConfig = Annotated[
+    dict[str, Any],
+    PlainValidator(parse_dict_config),
+    WithJsonSchema(
+        {
+            "type": ["object", "string"],
+            "description": "A logging.config.dictConfig table (version = 1), or the name of a "
+            ".json, .toml or .yaml file holding one.",
+        }
+    ),
 ]

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from uvhost.config.checks import check_config
+from uvhost.config.dict_config import inline_dict_config, name_the_file
 from uvhost.config.errors import Diagnostic, place, problems_from_validation
 from uvhost.config.interpolate import interpolate, read_dotenv, read_env_files
 from uvhost.config.model import HostConfig, validate_config
@@ -89,24 +90,25 @@ def load_document(document: SourceDocument, environ: Mapping[str, str]) -> LoadR
     file_variables, problems = read_env_files(env_paths)
     interpolated = interpolate(document.data, {**file_variables, **environ})
     problems.extend(interpolated.problems)
+    data, dict_config_file = inline_dict_config(interpolated.data, base_dir, problems)
     already = {problem.path for problem in problems}
 
     config: HostConfig | None = None
     try:
-        config = validate_config(interpolated.data, base_dir)
+        config = validate_config(data, base_dir)
     except ValidationError as error:
         found = problems_from_validation(error, HostConfig)
         problems.extend(p for p in found if p.path not in already)
         already.update(p.path for p in found)
-        checked, unvalidated_apps, unvalidated_listeners = _validate_pruned(
-            interpolated.data, base_dir, error
-        )
+        checked, unvalidated_apps, unvalidated_listeners = _validate_pruned(data, base_dir, error)
         if checked is not None:
             crossed = check_config(checked, unvalidated_apps, unvalidated_listeners)
             problems.extend(p for p in crossed if p.path not in already)
     else:
         problems.extend(p for p in check_config(config) if p.path not in already)
 
+    if dict_config_file is not None:  # its problems are placed at the key naming the file
+        problems = [name_the_file(problem, dict_config_file) for problem in problems]
     failed = any(problem.severity == "error" for problem in problems)
     diagnostics = sorted(
         (place(problem, document) for problem in problems),
@@ -114,6 +116,8 @@ def load_document(document: SourceDocument, environ: Mapping[str, str]) -> LoadR
     )
     # Absolute, not resolved: a ConfigMap mount links through `..data` (see supervisor.watch).
     watched = [document.path.absolute(), *(p for _, p in env_paths)]
+    if dict_config_file is not None:
+        watched.append(dict_config_file)
     environments: dict[str, dict[str, str]] = {}
     digests: dict[Path, str | None] = {}
     if config is not None:

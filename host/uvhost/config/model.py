@@ -31,9 +31,12 @@ from pydantic import (
 )
 
 from uvhost.config.fields import (
+    AccessFields,
+    AccessFormat,
     Bind,
     ConfigPath,
     ControlSocket,
+    DictConfig,
     EnvName,
     EnvValue,
     HeaderName,
@@ -45,7 +48,7 @@ from uvhost.config.fields import (
     SiteHosts,
     Workers,
 )
-from uvhost.config.names import BUILTIN_TARGETS
+from uvhost.config.names import ACCESS_LOG_FIELDS, BUILTIN_TARGETS
 from uvhost.config.types import (
     NAME_PATTERN,
     AppTarget,
@@ -167,6 +170,14 @@ class HostSettings(Section):
         "A recycled worker is replaced with a roll, so no request is dropped.",
         examples=[10000],
     )
+    max_memory: ByteSize | None = Field(
+        None,
+        description="Recycle a worker whose resident memory (RSS, read by the supervisor once "
+        "a second) exceeds this, as `max_requests` does: a replacement starts, and only once "
+        "it is ready does the old worker drain, so no request is dropped. Off when left out. "
+        "Applies live, without a restart.",
+        examples=["512MiB", "2GiB"],
+    )
     max_requests_jitter: int = Field(
         0,
         ge=0,
@@ -189,10 +200,55 @@ class LoggingSettings(Section):
         examples=["json"],
     )
     access_log: bool = Field(True, description="Log one line per request.", examples=[False])
+    access_format: AccessFormat | None = Field(
+        None,
+        description="The access line's text, with `{field}` placeholders (format specs such "
+        "as `{duration_ms:.1f}` allowed; `{{` for a literal brace). The fields: "
+        + ", ".join(f"`{name}`" for name in ACCESS_LOG_FIELDS)
+        + ". Left out: uvhost's own line, with the request id at the end when there is one. "
+        'With `format = "json"` it is the `message` of each object.',
+        examples=[
+            '{client} "{method} {path} {protocol}" {status} {bytes} {duration_ms:.1f}ms '
+            "rid={request_id}"
+        ],
+    )
+    access_fields: AccessFields | None = Field(
+        None,
+        description='The fields of each access object with `format = "json"`, in this order '
+        "(the same names as `access_format`'s placeholders). Left out: client, method, path, "
+        "protocol, status, bytes, duration_ms, app, listener, and request_id when there is one.",
+        examples=[["client_ip", "method", "path", "status", "duration_ms", "request_id"]],
+    )
+    slow_request_threshold: Duration | None = Field(
+        None,
+        description="Log a request that takes this long or longer once, as it ends, as a "
+        'warning on the "uvhost.slow" logger (with its route, app, status, duration and '
+        "request id), and count it in the stats (`slow_requests` in `uvhost status --json`, "
+        "`uvhost_slow_requests_total` in `@metrics`). Off when left out. Applies live.",
+        examples=["2s", "500ms"],
+    )
     file: ConfigPath | None = Field(
         None,
         description="Also write logs to this file; it is reopened on SIGUSR1 for logrotate.",
         examples=["/var/log/uvhost.log"],
+    )
+    dict_config: DictConfig | None = Field(
+        None,
+        description="A `logging.config.dictConfig` (version 1) applied in the supervisor and in "
+        "every worker, and again on each reload: inline as a table, or the name of a JSON, "
+        "TOML or YAML file (YAML needs PyYAML installed) that is watched like this file. It is "
+        "checked with positions like every other key. With a `root` entry it owns the output "
+        "(`format` and `file` are then not used); without one it adds handlers and loggers "
+        "beside uvhost's own. `level`, `loggers` and `access_log` are applied after it; a "
+        "missing `disable_existing_loggers` means false here. See the operate how-to.",
+        examples=[
+            "logging.yaml",
+            {
+                "version": 1,
+                "handlers": {"app": {"class": "logging.FileHandler", "filename": "app.log"}},
+                "loggers": {"myapp": {"handlers": ["app"], "level": "DEBUG"}},
+            },
+        ],
     )
     loggers: dict[str, LogLevel] = Field(
         default_factory=dict,
@@ -333,6 +389,33 @@ class ProxyProtocolSettings(Section):
     )
 
 
+class RequestIdSettings(Section):
+    """Request IDs on one listener: each request carries one id, from a trusted proxy or made
+    here, that the app, the response and the access log all see. Its presence turns it on;
+    a listener without it pays nothing per request."""
+
+    header: HeaderName = Field(
+        "X-Request-ID",
+        description="The request header the id is read from and written to: the app finds "
+        "it among the scope's headers (`HTTP_X_REQUEST_ID` for WSGI apps) and as "
+        '`scope["state"]["request_id"]`, and the response carries it unless the app sets '
+        "that header itself.",
+        examples=["X-Request-ID", "X-Correlation-ID"],
+    )
+    trust: Literal["proxies", "all", "none"] = Field(
+        "proxies",
+        description='Whose incoming id is kept. "proxies": only from a direct peer in this '
+        "listener's `forwarded_allow_ips` (or over a Unix socket), the peers already trusted "
+        'with forwarded headers; "all": from any client; "none": always a fresh id. An id '
+        "not kept, or not 1-200 visible ASCII characters, is replaced by a fresh one, so the "
+        "app never sees a value a client chose.",
+        examples=["proxies"],
+    )
+    response: bool = Field(
+        True, description="Return the id on the response, in the same header.", examples=[True]
+    )
+
+
 class Listener(Section):
     """One listening socket and what it serves: a whole app, or apps by path prefix."""
 
@@ -452,6 +535,11 @@ class Listener(Section):
     )
     tls: TlsSettings | None = Field(
         None, description="Serve HTTPS with these certificates.", examples=[None]
+    )
+    request_id: RequestIdSettings | None = Field(
+        None,
+        description="Give every request an id (see the `request_id` table). Off when left out.",
+        examples=[{"header": "X-Request-ID", "trust": "proxies"}],
     )
     proxy_protocol: ProxyProtocolSettings | None = Field(
         None,

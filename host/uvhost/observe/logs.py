@@ -24,22 +24,15 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from uvhost.config.names import DEFAULT_ACCESS_FIELDS
+from uvhost.observe import dict_logging
+
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
     from uvhost.config.model import LoggingSettings
 
 
 _INSTALLED: list[logging.Handler] = []
-ACCESS_FIELDS = (
-    "client",
-    "method",
-    "path",
-    "protocol",
-    "status",
-    "bytes",
-    "duration_ms",
-    "app",
-    "listener",
-)
+ACCESS_FIELDS = DEFAULT_ACCESS_FIELDS
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,9 +45,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process if record.process is not None else os.getpid(),
         }
-        for key in ACCESS_FIELDS:
-            if key in record.__dict__:
-                entry[key] = record.__dict__[key]
+        fields = record.__dict__
+        for key in fields.get("access_fields", ACCESS_FIELDS):
+            if key in fields:
+                entry[key] = fields[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -105,12 +99,27 @@ PLAIN = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
 def configure(settings: LoggingSettings, stream: TextIO | None = None) -> None:
+    """The dictConfig first (see dict_logging.py), then uvhost's handlers unless it owns the
+    root, then the levels of `level` (unless it set the root's), `access_log`, `loggers`."""
     stream = stream or sys.stderr
     root = logging.getLogger()
     for old in _INSTALLED:
         root.removeHandler(old)
         old.close()
     _INSTALLED.clear()
+    owns_root, sets_level = dict_logging.apply(settings.dict_config)
+    if not owns_root:
+        _install(settings, stream, root)
+    if not sets_level:
+        root.setLevel(settings.level.upper())
+    access = logging.getLogger("uvhost.access")
+    access.setLevel(logging.INFO if settings.access_log else logging.WARNING)
+    for name, level in settings.loggers.items():
+        logging.getLogger(name).setLevel(level.upper())
+
+
+def _install(settings: LoggingSettings, stream: TextIO, root: logging.Logger) -> None:
+    """uvhost's own handlers on the root logger, from `format` and `file`."""
 
     handler: logging.Handler
     if settings.format == "json":
@@ -131,9 +140,3 @@ def configure(settings: LoggingSettings, stream: TextIO | None = None) -> None:
     for installed in handlers:
         root.addHandler(installed)
         _INSTALLED.append(installed)
-
-    root.setLevel(settings.level.upper())
-    access = logging.getLogger("uvhost.access")
-    access.setLevel(logging.INFO if settings.access_log else logging.WARNING)
-    for name, level in settings.loggers.items():
-        logging.getLogger(name).setLevel(level.upper())

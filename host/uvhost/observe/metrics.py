@@ -103,6 +103,7 @@ def exposition(
     _per_route(out, rows, "uvhost_request_bytes_total", stats.BYTES_IN, _BYTES_IN_HELP)
     _per_route(out, rows, "uvhost_response_bytes_total", stats.BYTES_OUT, _BYTES_OUT_HELP)
     _latency(out, rows)
+    _per_route(out, rows, "uvhost_slow_requests_total", stats.SLOW_REQUESTS, _SLOW_HELP)
     _per_route(out, rows, "uvhost_websockets_open", stats.WEBSOCKETS_OPEN, _WS_OPEN_HELP)
     _per_route(out, rows, "uvhost_websockets_total", stats.WEBSOCKETS, _WS_HELP)
 
@@ -177,6 +178,7 @@ _LATENCY_HELP = (
 )
 
 
+_SLOW_HELP = "Requests that took [logging] slow_request_threshold or longer (each logged once)."
 _PROXY_REJECTED_HELP = (
     "Connections closed before any request on a proxy_protocol listener: not from an allowed "
     "address, or without a valid PROXY header in time."

@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,6 +64,7 @@ FIELDS = (
     "websockets",
     "requests_h2",
     "proxy_rejected",
+    "slow_requests",
 )
 REQUESTS, NO_RESPONSE = 0, 1
 STATUS_BASE = 1  # FIELDS[STATUS_BASE + status // 100]
@@ -73,6 +75,8 @@ PROXY_REJECTED = 12
 """Connections closed before any request on a `proxy_protocol` listener: from an address
 not allowed, or with a missing, malformed, oversized, truncated or late PROXY header.
 Counted on the listener's unrouted stats (route ""): no request was made."""
+SLOW_REQUESTS = 13
+"""Requests that took `[logging] slow_request_threshold` or longer (each also logged once)."""
 LATENCY_BASE = len(FIELDS)
 SAMPLE_SIZE = LATENCY_BASE + len(LATENCY_BOUNDS) + 1
 GAUGES = (WEBSOCKETS_OPEN,)  # a retired worker's gauges do not add to the host's
@@ -105,22 +109,57 @@ class RouteStats:
     (`counts[REQUESTS] += 1` as a request starts); `finish` records its end.
     """
 
-    __slots__ = ("counts",)
+    __slots__ = ("counts", "slow_after")
 
     def __init__(self) -> None:
         self.counts = [0] * SAMPLE_SIZE
+        self.slow_after = math.inf
+        """Seconds from which a request is slow (`watch_slow` sets it from the config)."""
 
-    def finish(self, status: int, bytes_in: int, bytes_out: int, started_at: float) -> None:
-        """One request ended; `status` 0 when no response went out (100-599 otherwise)."""
+    def finish(self, status: int, bytes_in: int, bytes_out: int, started_at: float) -> bool:
+        """One request ended; `status` 0 when no response went out (100-599 otherwise).
+        True when it was slow (never here: see `SlowWatchedRouteStats`)."""
         counts = self.counts
         counts[STATUS_BASE + status // 100] += 1
         if bytes_in:  # most requests have no body: a compare is cheaper than a big-int add
             counts[BYTES_IN] += bytes_in
         counts[BYTES_OUT] += bytes_out
         counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS, clock() - started_at)] += 1
+        return False
 
     def sample(self) -> Sample:
         return tuple(self.counts)
+
+
+class SlowWatchedRouteStats(RouteStats):
+    """A `RouteStats` while `[logging] slow_request_threshold` is set: `finish` also counts
+    the requests at or past `slow_after` and says so, for the caller to log.
+
+    `watch_slow` switches a live object's class (the same slots, so the counts stay
+    where they are): without a threshold, the request path does not pay for the
+    compare at all.
+    """
+
+    __slots__ = ()
+
+    def finish(self, status: int, bytes_in: int, bytes_out: int, started_at: float) -> bool:
+        counts = self.counts
+        counts[STATUS_BASE + status // 100] += 1
+        if bytes_in:
+            counts[BYTES_IN] += bytes_in
+        counts[BYTES_OUT] += bytes_out
+        elapsed = clock() - started_at
+        counts[LATENCY_BASE + _bucket(LATENCY_BOUNDS, elapsed)] += 1
+        if elapsed < self.slow_after:
+            return False
+        counts[SLOW_REQUESTS] += 1
+        return True
+
+
+def watch_slow(route: RouteStats, seconds: float | None) -> None:
+    """Judge `route`'s requests against a threshold from now on (None: stop judging)."""
+    route.__class__ = RouteStats if seconds is None else SlowWatchedRouteStats
+    route.slow_after = math.inf if seconds is None else seconds
 
 
 clock = time.perf_counter

@@ -54,6 +54,7 @@ class Traffic(TypedDict):
     websockets_open: int
     websockets: int
     proxy_rejected: int  # connections closed before any request for want of a PROXY header
+    slow_requests: int  # took [logging] slow_request_threshold or longer
     rps: float
     p50_ms: float | None
     p90_ms: float | None
@@ -250,6 +251,7 @@ def _traffic(
         "websockets_open": total[stats.WEBSOCKETS_OPEN],
         "websockets": total[stats.WEBSOCKETS],
         "proxy_rejected": total[stats.PROXY_REJECTED],
+        "slow_requests": total[stats.SLOW_REQUESTS],
         "rps": round(last[stats.REQUESTS] / seconds, 2) if seconds > 0 else 0.0,
         "p50_ms": _ms(stats.percentile(buckets, 0.50)),
         "p90_ms": _ms(stats.percentile(buckets, 0.90)),

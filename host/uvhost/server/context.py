@@ -23,6 +23,7 @@ from uvhost.observe.stats import RouteStats
 from uvhost.server import wire
 from uvhost.server.flow import TurnWriter, WriteFlow, delivery_mark
 from uvhost.server.proxy import TrustedProxies
+from uvhost.server.request_id import RequestIds
 from uvhost.server.router import Endpoint, Router, misdirected_endpoint
 from uvhost.server.tls import CertificateChooser
 
@@ -99,6 +100,8 @@ class ListenerContext:
     """Set when sites on this TLS listener have certificates of their own."""
     misdirected: Endpoint | None = None
     """With `sni`: the host's 421 for a request its connection's certificate is not for."""
+    request_ids: RequestIds | None = None
+    """Set when the listener has a `request_id` table (request_id.py)."""
 
     def __post_init__(self) -> None:
         listener = self.settings
@@ -108,6 +111,8 @@ class ListenerContext:
         }
         if listener.proxy_headers:
             self.proxies = TrustedProxies(listener.forwarded_allow_ips)
+        if listener.request_id is not None:
+            self.request_ids = RequestIds(listener.request_id, listener.forwarded_allow_ips)
         protocols = listener.protocols
         self.http1 = "http/1.1" in protocols
         self.alpn_h2 = "h2" in protocols and self.scheme == "https"

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from uvhost.observe.stats import BYTES_IN, RouteStats
 from uvhost.server import wire
 from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
+from uvhost.server.slow_log import log_slow
 
 if TYPE_CHECKING:
     from uvhost.server.context import ListenerContext
@@ -170,7 +171,8 @@ class Exchange:
         """Count how this exchange ended (status 0: without a complete response), once."""
         if not self.counted:
             self.counted = True
-            self.stats.finish(status, self.body_size, self.response_bytes, self.started_at)
+            if self.stats.finish(status, self.body_size, self.response_bytes, self.started_at):
+                log_slow(self, status)  # slow_request_threshold: off, never reached
 
     # ------------------------------------------------ events from the parser
 
@@ -378,11 +380,17 @@ class Exchange:
 
     def _open_body(self, body: bytes, more: bool) -> bytes:
         """Decide the head with the first body message; the head's bytes, to go first."""
+        context = self.protocol.context
+        preamble = context.preamble
+        if context.request_ids is not None and context.request_ids.response:
+            preamble, self.headers_out = context.request_ids.response_head(
+                preamble, self.headers_out, self.scope
+            )
         framing = wire.build_head(
             self.status,
             self.headers_out,
-            preamble=self.protocol.context.preamble,
-            defaults=self.protocol.context.defaults,
+            preamble=preamble,
+            defaults=context.defaults,
             # A client told to wait for 100 Continue that never got it may still send
             # the body: say the connection closes (http.py closes it).
             keep_alive=self.keep_alive and not (self.expect_continue and not self.body_complete),

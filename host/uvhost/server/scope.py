@@ -52,6 +52,7 @@ def http_scope(  # noqa: PLR0917 (one call per request: positional is cheaper th
     if sni is not None and sni.certificate_for(host) is not certificate:
         endpoint = context.misdirected
     scheme = context.scheme
+    peer = client  # the direct peer: request IDs trust it, not a forwarded address
     if context.proxies is not None:
         client, scheme = forwarded_client(headers, client, scheme, context.proxies)
     if endpoint is None:
@@ -77,4 +78,6 @@ def http_scope(  # noqa: PLR0917 (one call per request: positional is cheaper th
         "headers": headers,
         "state": state.copy() if state else {},
     }
+    if context.request_ids is not None:  # off: this compare is all a request pays
+        context.request_ids.stamp(scope, peer)
     return scope, endpoint

@@ -48,6 +48,7 @@ from uvhost.server.asgi_types import ClientDisconnectedError, Message, Scope
 from uvhost.server.context import ListenerContext
 from uvhost.server.flow import WriteFlow
 from uvhost.server.router import Endpoint
+from uvhost.server.slow_log import log_slow_request
 from uvhost.server.ws_deflate import skip_small_messages
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
@@ -492,7 +493,8 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self.counted = True
         stats = self.stats
-        stats.finish(status, 0, 0, self.started_at)
+        if stats.finish(status, 0, 0, self.started_at):
+            log_slow_request(self.scope, status, self.started_at, self.context.name, self.endpoint)
         if status == 101:
             stats.counts[WEBSOCKETS] += 1
             stats.counts[WEBSOCKETS_OPEN] += 1

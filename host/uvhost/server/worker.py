@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 from uvhost.config.plan import Plan, WorkerGroup
 
 if TYPE_CHECKING:  # workers never import pydantic (see config/detach.py)
-    from uvhost.config.model import SiteTlsSettings, TlsSettings
+    from uvhost.config.model import LoggingSettings, SiteTlsSettings, TlsSettings
 from uvhost.observe import stats
 from uvhost.observe.stats import Key, Open, Sample
-from uvhost.server.access_log import AccessLogger
+from uvhost.server.access_format import access_logger
 from uvhost.server.answers import built_in_answers
 from uvhost.server.apps import AppLoadError, WsgiAdapter, load_app
 from uvhost.server.asgi_types import ASGIApp
-from uvhost.server.context import ListenerContext, RequestBudget
+from uvhost.server.context import AccessLog, ListenerContext, RequestBudget
 from uvhost.server.http import HttpProtocol
 from uvhost.server.http2 import Http2Protocol
 from uvhost.server.lifespan import Lifespan, LifespanFailure
@@ -90,11 +90,12 @@ class Worker:
                 raise WorkerStartupError(failure.message) from failure  # names the app
         loop = asyncio.get_running_loop()
         states = {name: lifespan.state for name, lifespan in self.lifespans.items()}
-        access = AccessLogger() if config.logging.access_log else None
+        access = access_logger(config.logging)
         served = {**apps, **self._folder_apps()}
         for group in self.groups:
             for listener_name in group.listeners:
                 await self._serve_listener(loop, listener_name, served, states, access)
+        self.set_slow_threshold(config.logging.slow_request_threshold)
         self._tick()
 
     def _built_ins(self) -> dict[str, ASGIApp]:
@@ -146,7 +147,7 @@ class Worker:
         name: str,
         apps: Mapping[str, ASGIApp],
         states: Mapping[str, dict[str, Any]],
-        access: AccessLogger | None,
+        access: AccessLog | None,
     ) -> None:
         settings = self.plan.config.listeners[name]
         router = Router.compile(
@@ -226,11 +227,20 @@ class Worker:
                 routes[key] = stats.add(routes[key], sample) if key in routes else sample
         return routes, connections
 
-    def switch_access_log(self, on: bool) -> None:
-        """Live: the access log on or off for every listener, without a restart."""
-        access = AccessLogger() if on else None
+    def switch_access_log(self, settings: LoggingSettings) -> None:
+        """Live: the access log on or off, and its layout, for every listener, without a
+        restart."""
+        access = access_logger(settings)
         for context in self.contexts:
             context.access_log = access
+        self.set_slow_threshold(settings.slow_request_threshold)
+
+    def set_slow_threshold(self, seconds: float | None) -> None:
+        """Live: from how long a request is slow (logged and counted); None: never."""
+        for context in self.contexts:
+            stats.watch_slow(context.unrouted, seconds)
+            for endpoint in context.router.endpoints:
+                stats.watch_slow(endpoint.stats, seconds)
 
     def _tick(self) -> None:
         """Twice a second: rebuild the shared Date line, enforce connection timeouts."""

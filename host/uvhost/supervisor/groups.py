@@ -10,9 +10,10 @@ Invariants:
   drains, so no connection is refused during a roll.
 - A worker that exits on its own is replaced with exponential backoff; a
   group whose replacements keep failing at startup stops retrying and says so.
-- A worker that asks to be recycled (max_requests) is replaced like a roll of
-  one: its replacement must be Ready before it drains (1012); if the
-  replacement fails, it keeps serving.
+- A worker that asks to be recycled (max_requests), or whose memory the
+  supervisor finds over `max_memory`, is replaced like a roll of one: its
+  replacement must be Ready before it drains (1012); if the replacement
+  fails, it keeps serving.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import asyncio
 import dataclasses
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from uvhost import ipc
 from uvhost.config.plan import Plan
+from uvhost.observe.status import rss_bytes
 from uvhost.supervisor.process import HostServices, WorkerProcess, WorkerStartError
 from uvhost.supervisor.tasks import background
 
@@ -153,7 +155,11 @@ class GroupRunner:
         self._follow(fresh)
         self._retire(old, ipc.SERVICE_RESTART)
         logger.info(
-            'worker %d replaces %d in group "%s" (max_requests)', fresh.pid, old.pid, self.name
+            'worker %d replaces %d in group "%s" (%s)',
+            fresh.pid,
+            old.pid,
+            self.name,
+            old.recycle_reason,
         )
         return None
 
@@ -191,6 +197,29 @@ class GroupRunner:
             self._follow(worker)
             logger.info('worker %d replaces %d in group "%s"', worker.pid, dead.pid, self.name)
             return
+
+    def check_memory(self, measure: Callable[[int], int | None] = rss_bytes) -> None:
+        """Once a second: recycle serving workers whose RSS is over `max_memory` (the same
+        ready-gated replacement as max_requests). A worker is judged again only if its
+        recycle gave up, never twice while one is under way."""
+        limit = self.plan.config.host.max_memory if self.plan is not None else None
+        if not limit or self.stopping:
+            return
+        for worker in self.workers:
+            if worker.draining or worker.recycle.is_set():
+                continue
+            rss = measure(worker.pid)
+            if rss is None or rss <= limit:
+                continue
+            logger.warning(
+                'worker %d of group "%s" uses %d MiB, over max_memory (%d MiB): recycling it',
+                worker.pid,
+                self.name,
+                rss >> 20,
+                limit >> 20,
+            )
+            worker.recycle_reason = "max_memory"
+            worker.recycle.set()
 
     def announce_ready(self) -> None:
         """The host finished starting: this group's workers (and later ones) may say so."""

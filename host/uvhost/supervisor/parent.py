@@ -233,11 +233,14 @@ class Supervisor:
         )
 
     def _tick_stats(self) -> asyncio.Task[None]:
-        """Once a second, record the host totals: rates are differences between ticks."""
+        """Once a second, record the host totals (rates are differences between ticks) and
+        judge the workers' memory (max_memory)."""
 
         async def loop() -> None:
             while True:
                 self.book.tick()
+                for runner in self.groups.values():
+                    runner.check_memory()
                 await asyncio.sleep(STATS_TICK)
 
         return background(loop())

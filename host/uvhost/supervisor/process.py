@@ -65,7 +65,8 @@ class WorkerProcess:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     draining: bool = False
-    recycle: asyncio.Event = field(default_factory=asyncio.Event)  # it asked (max_requests)
+    recycle: asyncio.Event = field(default_factory=asyncio.Event)  # to be replaced by a roll
+    recycle_reason: str = "max_requests"  # what `recycle` was set for, for the log
     services: HostServices = field(default_factory=HostServices)
     started: float = field(default_factory=time.monotonic)
 
